@@ -1,0 +1,29 @@
+/** The `ftjob` command line: one entry point, one subcommand per job. */
+import { Command, CommanderError } from 'commander';
+import { isUserError } from '@finetune/worker';
+import { artifactsCommand } from './commands/artifacts.js';
+
+export function buildProgram(): Command {
+  const program = new Command('ftjob')
+    .description('finetune-operator: fine-tune pre-trained ONNX models, locally or on Kubernetes')
+    .version('0.1.0')
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride();
+  program.addCommand(artifactsCommand());
+  return program;
+}
+
+/** Runs the CLI and returns the process exit code; user errors print one line, not a stack. */
+export async function main(argv: string[]): Promise<number> {
+  try {
+    await buildProgram().parseAsync(argv);
+    return 0;
+  } catch (err) {
+    if (err instanceof CommanderError) return err.exitCode;
+    if (isUserError(err)) {
+      process.stderr.write(`ftjob: error: ${err.message}\n`);
+      return 1;
+    }
+    throw err;
+  }
+}
