@@ -47,7 +47,7 @@ export function emitBackward(input: BackwardInput): Map<string, string> {
 
   const onPath = (node: Node) => node.outputs.some((o) => active.has(o) && needed.has(o));
   const unsupported = nodes.filter((n) => onPath(n) && !ruleForNode(n));
-  if (unsupported.length > 0) throw unsupportedError(unsupported, nodes, paramSet);
+  if (unsupported.length > 0) throw unsupportedError(unsupported, nodes, paramSet, active);
 
   // 3. Reverse sweep.
   const contributions = new Map<string, string[]>([[seed.value, [seed.grad]]]);
@@ -97,11 +97,11 @@ function differentiableInputs(node: Node, rule: GradientRule | undefined): numbe
   return rule.differentiable.filter((i) => i < node.inputs.length);
 }
 
-function unsupportedError(unsupported: Node[], nodes: Node[], params: Set<string>): UserError {
+function unsupportedError(unsupported: Node[], nodes: Node[], params: Set<string>, active: Set<string>): UserError {
   const producer = new Map<string, Node>();
   for (const n of nodes) for (const o of n.outputs) producer.set(o, n);
   const lines = unsupported.slice(0, 5).map((node) => {
-    const upstream = paramsUpstream(node, producer, params);
+    const upstream = paramsUpstream(node, producer, params, active);
     const shown = upstream.slice(0, 6).join(', ') + (upstream.length > 6 ? `, … (${upstream.length} in all)` : '');
     const domain = isDefaultDomain(node.domain) ? '' : `${node.domain}.`;
     return `op ${domain}${node.opType} (node '${node.name || node.outputs[0]}') has no gradient rule; parameters that need it: ${shown}`;
@@ -110,17 +110,18 @@ function unsupportedError(unsupported: Node[], nodes: Node[], params: Set<string
   return new UserError(`${lines.join('; ')}${more}. Freeze those parameters (leave them out of --trainable) to train the rest.`);
 }
 
-function paramsUpstream(node: Node, producer: Map<string, Node>, params: Set<string>): string[] {
+/** Trainable parameters that reach `node` along values that carry gradients. */
+function paramsUpstream(node: Node, producer: Map<string, Node>, params: Set<string>, active: Set<string>): string[] {
   const found = new Set<string>();
   const seen = new Set<string>();
-  const stack = [...nodeReads(node)];
+  const stack = nodeReads(node).filter((v) => active.has(v));
   while (stack.length > 0) {
     const v = stack.pop()!;
     if (seen.has(v)) continue;
     seen.add(v);
     if (params.has(v)) found.add(v);
     const p = producer.get(v);
-    if (p) stack.push(...nodeReads(p));
+    if (p) stack.push(...nodeReads(p).filter((r) => active.has(r)));
   }
   return [...found].sort();
 }
