@@ -27,10 +27,20 @@ function writeMlp(dir: string): string {
   return path;
 }
 
-test('--help lists the artifacts subcommand', () => {
+test('--help lists the artifacts and inspect subcommands', () => {
   const res = ftjob('--help');
   assert.equal(res.code, 0);
   assert.match(res.stdout, /artifacts \[options\] <model>/);
+  assert.match(res.stdout, /inspect \[options\] <model>/);
+});
+
+test('inspect lists inputs, initializers and op counts', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ftjob-cli-'));
+  const res = ftjob('inspect', writeMlp(dir));
+  assert.equal(res.code, 0, res.stderr);
+  assert.match(res.stdout, /inputs:\n  x: float \[batch, 6\]/);
+  assert.match(res.stdout, /fc1\.weight: float \[8, 6\]/);
+  assert.match(res.stdout, /Gemm x2\n/);
 });
 
 test('artifacts writes training.onnx and eval.onnx that follow the documented contract', async () => {
