@@ -23,15 +23,12 @@ export function topologicalOrder(nodes: Node[], available: Iterable<string>): No
   ready.add('');
   const producer = new Map<string, number>();
   nodes.forEach((n, i) => n.outputs.forEach((o) => o && producer.set(o, i)));
-  const pending = nodes.map((n) => new Set(nodeReads(n).filter((r) => !ready.has(r) && producer.has(r))));
+  // Dependencies are producer nodes, deduplicated: a node may read several outputs of one producer.
+  const remaining = nodes.map((n) => new Set(nodeReads(n).filter((r) => !ready.has(r) && producer.has(r)).map((r) => producer.get(r)!)));
   const consumers = new Map<number, number[]>();
-  pending.forEach((deps, i) => {
-    for (const d of deps) {
-      const p = producer.get(d)!;
-      consumers.set(p, [...(consumers.get(p) ?? []), i]);
-    }
+  remaining.forEach((deps, i) => {
+    for (const p of deps) consumers.set(p, [...(consumers.get(p) ?? []), i]);
   });
-  const remaining = pending.map((deps) => new Set([...deps].map((d) => producer.get(d)!)));
   const queue: number[] = [];
   remaining.forEach((deps, i) => deps.size === 0 && queue.push(i));
   const order: Node[] = [];

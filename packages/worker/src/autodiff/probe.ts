@@ -59,6 +59,11 @@ export async function probeValueFacts(model: Model, options: ProbeOptions = {}):
   try {
     const runA = await runProbe(session, inputs, sizesA);
     const runB = await runProbe(session, inputs, sizesB);
+    // The fed inputs are values too (rules ask about token ids, masks, ...).
+    for (const input of inputs) {
+      runA.set(input.name, runA.feeds[input.name]!);
+      runB.set(input.name, runB.feeds[input.name]!);
+    }
     return combine(model, runA, runB);
   } finally {
     await session.release();
@@ -99,7 +104,7 @@ async function createSession(model: Model): Promise<ort.InferenceSession> {
   }
 }
 
-type ProbeRun = Map<string, ort.Tensor>;
+type ProbeRun = Map<string, ort.Tensor> & { feeds: Record<string, ort.Tensor> };
 
 async function runProbe(session: ort.InferenceSession, inputs: ValueInfo[], sizes: Map<string, number>): Promise<ProbeRun> {
   const feeds: Record<string, ort.Tensor> = {};
@@ -109,7 +114,7 @@ async function runProbe(session: ort.InferenceSession, inputs: ValueInfo[], size
   }
   try {
     const out = await session.run(feeds);
-    return new Map(Object.entries(out) as [string, ort.Tensor][]);
+    return Object.assign(new Map(Object.entries(out) as [string, ort.Tensor][]), { feeds });
   } catch (err) {
     const shown = [...sizes].map(([k, v]) => `${k}=${v}`).join(', ');
     throw new UserError(

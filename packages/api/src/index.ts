@@ -1,0 +1,2 @@
+export * from './schema.js';
+export { parseFineTuneJob, validateFineTuneJob, SpecError } from './validate.js';

@@ -1,0 +1,186 @@
+/**
+ * The FineTuneJob resource, defined once. The TypeScript types (Static<>), the validator, the
+ * CRD's openAPIV3Schema and the docs' field table are all derived from these schemas.
+ * Every object rejects unknown fields; every field says what it is for.
+ */
+import { Type, type Static, type TSchema } from '@sinclair/typebox';
+
+export const API_GROUP = 'finetune.dev';
+export const API_VERSION = 'v1alpha1';
+export const KIND = 'FineTuneJob';
+
+const strict = { additionalProperties: false } as const;
+const positive = (description: string, extra: object = {}) => Type.Number({ exclusiveMinimum: 0, description, ...extra });
+const count = (description: string, minimum = 1, extra: object = {}) => Type.Integer({ minimum, description, ...extra });
+const literals = <T extends string>(values: readonly T[], description: string, fallback?: T) =>
+  Type.Union(values.map((v) => Type.Literal(v)), { description, ...(fallback !== undefined ? { default: fallback } : {}) });
+
+export const HeadSpec = Type.Object(
+  {
+    numClasses: count('classes of the new classification head', 2),
+    mode: literals(['replace', 'append'] as const, "'replace' re-initializes the model's last linear layer with numClasses outputs; 'append' adds a new linear layer on top of the output", 'replace'),
+    seed: Type.Optional(Type.Integer({ description: 'seed of the new head\'s initial weights (default: spec.training.seed)' })),
+  },
+  { ...strict, description: 'a new classification head for the fine-tuning task' },
+);
+
+export const ModelSpec = Type.Object(
+  {
+    source: Type.String({ minLength: 1, description: 'the pre-trained ONNX model: a path, a file:// or an http(s):// URL' }),
+    inputs: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { minItems: 1, description: 'model inputs the dataset feeds, in order (default: the model\'s first input)' })),
+    output: Type.Optional(Type.String({ minLength: 1, description: 'the model output the loss reads (default: the first output)' })),
+    head: Type.Optional(HeadSpec),
+  },
+  { ...strict, description: 'where the pre-trained model comes from and how it is adapted' },
+);
+
+export const DataFileSpec = Type.Object(
+  {
+    path: Type.String({ minLength: 1, description: 'file with the examples (features.npy for the npy format)' }),
+    format: Type.Optional(literals(['jsonl', 'csv', 'npy'] as const, 'file format (default: from the extension)')),
+    labels: Type.Optional(Type.String({ minLength: 1, description: 'npy format: the file with the labels' })),
+  },
+  { ...strict, description: 'a dataset file' },
+);
+
+export const BUILTIN_DATASETS = ['mnist', 'spam-assassin'] as const;
+
+export const DatasetSpec = Type.Object(
+  {
+    builtin: Type.Optional(literals(BUILTIN_DATASETS, 'a dataset shipped with the worker (instead of files)')),
+    digits: Type.Optional(Type.Array(Type.Integer({ minimum: 0, maximum: 9 }), { minItems: 2, uniqueItems: true, description: 'mnist: the digits to use; labels are their positions in this list' })),
+    train: Type.Optional(DataFileSpec),
+    validation: Type.Optional(DataFileSpec),
+    validationSplit: Type.Number({ exclusiveMinimum: 0, exclusiveMaximum: 1, default: 0.1, description: 'fraction of the training examples held out for validation when no validation file is given' }),
+    textField: Type.Optional(Type.String({ minLength: 1, description: 'jsonl/csv: the field with the text to tokenize' })),
+    featuresField: Type.Optional(Type.String({ minLength: 1, description: 'jsonl: the field with a numeric feature array' })),
+    labelField: Type.String({ minLength: 1, default: 'label', description: 'jsonl/csv: the field with the label (class name or id)' }),
+    classes: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { minItems: 2, uniqueItems: true, description: 'class names; label ids are positions in this list' })),
+    maxExamplesPerClass: Type.Optional(count('keep at most this many training examples per class (few-label fine-tuning)')),
+    maxLength: Type.Optional(count('text: tokens per example (default: the model input\'s sequence length)')),
+  },
+  { ...strict, description: 'the labelled data: a built-in dataset or files' },
+);
+
+export const TrainableSpec = Type.Object(
+  {
+    patterns: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { minItems: 1, description: 'initializers that train: exact names or globs (e.g. "encoder.layer.3.*")' })),
+    freezeBelow: Type.Optional(Type.String({ minLength: 1, description: 'freeze every parameter used before this node (a node name or a parameter name); train the rest' })),
+    headOnly: Type.Optional(Type.Boolean({ description: 'train only the (new) classification head' })),
+  },
+  { ...strict, description: 'which parameters train; at most one of patterns, freezeBelow, headOnly (default: all)' },
+);
+
+export const OptimizerSpec = Type.Object(
+  {
+    type: literals(['adamw', 'sgd'] as const, 'the update rule', 'adamw'),
+    learningRate: positive('peak learning rate', { default: 1e-3 }),
+    weightDecay: Type.Optional(Type.Number({ minimum: 0, description: 'adamw: decoupled weight decay (default 0.01); sgd: L2 penalty (default 0)' })),
+    momentum: Type.Optional(Type.Number({ minimum: 0, exclusiveMaximum: 1, description: 'sgd: momentum (default 0.9)' })),
+    nesterov: Type.Optional(Type.Boolean({ description: 'sgd: Nesterov momentum' })),
+    beta1: Type.Optional(Type.Number({ minimum: 0, exclusiveMaximum: 1, description: 'adamw: first-moment decay (default 0.9)' })),
+    beta2: Type.Optional(Type.Number({ minimum: 0, exclusiveMaximum: 1, description: 'adamw: second-moment decay (default 0.999)' })),
+    eps: Type.Optional(positive('adamw: denominator epsilon (default 1e-8)')),
+  },
+  { ...strict, default: {}, description: 'optimizer' },
+);
+
+export const ScheduleSpec = Type.Object(
+  {
+    type: literals(['constant', 'cosine', 'linear'] as const, 'learning-rate schedule after warmup', 'constant'),
+    warmupSteps: count('steps of linear warmup from 0', 0, { default: 0 }),
+    minLrRatio: Type.Optional(Type.Number({ minimum: 0, maximum: 1, description: 'cosine: final learning rate as a fraction of the peak (default 0)' })),
+  },
+  { ...strict, default: {}, description: 'learning-rate schedule' },
+);
+
+export const EarlyStoppingSpec = Type.Object(
+  {
+    metric: literals(['val_loss', 'val_accuracy'] as const, 'the validation metric watched', 'val_loss'),
+    patience: count('evaluations without improvement before stopping'),
+    minDelta: Type.Number({ minimum: 0, default: 0, description: 'smallest change that counts as an improvement' }),
+  },
+  { ...strict, description: 'stop when the validation metric stops improving; the best weights are kept' },
+);
+
+export const TrainingSpec = Type.Object(
+  {
+    loss: literals(['cross_entropy', 'mse'] as const, 'loss on the model output', 'cross_entropy'),
+    epochs: count('passes over the training data', 1, { default: 1 }),
+    maxSteps: Type.Optional(count('stop after this many optimizer steps (overrides epochs)')),
+    batchSize: count('examples per optimizer step, over all workers', 1, { default: 32 }),
+    gradientAccumulationSteps: count('micro-batches summed into each optimizer step', 1, { default: 1 }),
+    gradientClipNorm: Type.Optional(positive('clip gradients to this global L2 norm')),
+    seed: Type.Integer({ minimum: 0, default: 0, description: 'seed for shuffling, splits and new weights' }),
+    evalEvery: Type.Optional(count('evaluate every this many steps (default: every epoch)')),
+    checkpointEvery: Type.Optional(count('checkpoint every this many steps (default: every epoch)')),
+    earlyStopping: Type.Optional(EarlyStoppingSpec),
+  },
+  { ...strict, default: {}, description: 'the training loop' },
+);
+
+export const ResourceList = Type.Record(Type.String(), Type.Union([Type.String(), Type.Number()]), { description: 'Kubernetes resource quantities' });
+
+export const WorkersSpec = Type.Object(
+  {
+    replicas: count('data-parallel workers', 1, { default: 1 }),
+    gpusPerWorker: count('nvidia.com/gpu per worker', 0, { default: 0 }),
+    resources: Type.Optional(Type.Object({ requests: Type.Optional(ResourceList), limits: Type.Optional(ResourceList) }, { ...strict, description: 'CPU and memory for each worker pod' })),
+  },
+  { ...strict, default: {}, description: 'workers' },
+);
+
+export const OutputSpec = Type.Object(
+  {
+    path: Type.Optional(Type.String({ minLength: 1, description: 'folder for the fine-tuned model, checkpoints, metrics and report (default: out/<metadata.name>)' })),
+  },
+  { ...strict, default: {}, description: 'where results go' },
+);
+
+export const FineTuneJobSpec = Type.Object(
+  {
+    model: ModelSpec,
+    dataset: DatasetSpec,
+    trainable: Type.Optional(TrainableSpec),
+    optimizer: OptimizerSpec,
+    schedule: ScheduleSpec,
+    training: TrainingSpec,
+    workers: WorkersSpec,
+    output: OutputSpec,
+  },
+  { ...strict, description: 'what to fine-tune, on what data, and how' },
+);
+
+export const ObjectMeta = Type.Object(
+  {
+    name: Type.String({ pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$', maxLength: 63, description: 'job name (a DNS label)' }),
+    namespace: Type.Optional(Type.String({ minLength: 1 })),
+    labels: Type.Optional(Type.Record(Type.String(), Type.String())),
+    annotations: Type.Optional(Type.Record(Type.String(), Type.String())),
+  },
+  { additionalProperties: true, description: 'Kubernetes object metadata' },
+);
+
+export const FineTuneJobSchema = Type.Object(
+  {
+    apiVersion: Type.Literal(`${API_GROUP}/${API_VERSION}`),
+    kind: Type.Literal(KIND),
+    metadata: ObjectMeta,
+    spec: FineTuneJobSpec,
+    status: Type.Optional(Type.Unknown()),
+  },
+  { ...strict },
+);
+
+export type FineTuneJob = Static<typeof FineTuneJobSchema>;
+export type FineTuneJobSpecT = Static<typeof FineTuneJobSpec>;
+export type ModelSpecT = Static<typeof ModelSpec>;
+export type DatasetSpecT = Static<typeof DatasetSpec>;
+export type DataFileSpecT = Static<typeof DataFileSpec>;
+export type TrainableSpecT = Static<typeof TrainableSpec>;
+export type OptimizerSpecT = Static<typeof OptimizerSpec>;
+export type ScheduleSpecT = Static<typeof ScheduleSpec>;
+export type TrainingSpecT = Static<typeof TrainingSpec>;
+export type WorkersSpecT = Static<typeof WorkersSpec>;
+export type HeadSpecT = Static<typeof HeadSpec>;
+export type AnySchema = TSchema;
