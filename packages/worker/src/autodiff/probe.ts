@@ -49,9 +49,11 @@ export async function probeValueFacts(model: Model, options: ProbeOptions = {}):
   }
   const sizesA = new Map<string, number>();
   const sizesB = new Map<string, number>();
+  // The two runs differ by 7 per symbolic size, so a size still differs after strided ops
+  // (a difference of 1 can vanish through a stride-2 convolution and look fixed).
   symbols.forEach((s, i) => {
     sizesA.set(s, pinned[s] ?? 2 + i);
-    sizesB.set(s, pinned[s] ?? 3 + i);
+    sizesB.set(s, pinned[s] ?? 9 + i);
   });
 
   const exposed = exposeAllValues(model);
