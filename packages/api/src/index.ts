@@ -1,2 +1,3 @@
 export * from './schema.js';
 export { parseFineTuneJob, validateFineTuneJob, SpecError } from './validate.js';
+export { renderFieldTable } from './docs.js';
