@@ -3,6 +3,7 @@ import { Command, CommanderError } from 'commander';
 import { isUserError } from '@finetune/worker';
 import { artifactsCommand } from './commands/artifacts.js';
 import { inspectCommand } from './commands/inspect.js';
+import { runCommand } from './commands/run.js';
 
 export function buildProgram(): Command {
   const program = new Command('ftjob')
@@ -10,6 +11,7 @@ export function buildProgram(): Command {
     .version('0.1.0')
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
+  program.addCommand(runCommand());
   program.addCommand(artifactsCommand());
   program.addCommand(inspectCommand());
   return program;

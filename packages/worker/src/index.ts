@@ -18,3 +18,8 @@ export { selectTrainable } from './autodiff/trainable.js';
 export { supportedOps } from './autodiff/rules/index.js';
 export { ModelBuilder, rng, randomValues } from './testing/model-builder.js';
 export { gradCheck, nonStandardOps, type GradCheckOptions } from './testing/gradcheck.js';
+export * from './optim/index.js';
+export * from './report/index.js';
+export * from './data/index.js';
+export * from './model/index.js';
+export * from './train/index.js';

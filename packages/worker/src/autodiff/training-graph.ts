@@ -48,6 +48,8 @@ export interface TrainingArtifacts {
   disconnected: string[];
   /** The model output the loss reads. */
   prediction: string;
+  /** Its shape in the probe run (for cross_entropy the last axis is the class count). */
+  predictionDims: number[];
 }
 
 export async function buildTrainingArtifacts(model: Model, options: TrainingGraphOptions): Promise<TrainingArtifacts> {
@@ -140,6 +142,7 @@ export async function buildTrainingArtifacts(model: Model, options: TrainingGrap
     frozen: graph.initializers.filter((t) => !trainedSet.has(t.name)).map((t) => t.name),
     disconnected,
     prediction,
+    predictionDims: facts.dims(prediction),
   };
 }
 

@@ -1,0 +1,354 @@
+/**
+ * The fine-tuning loop: batches → gradients (training graph in onnxruntime) → accumulation →
+ * clipping → learning-rate schedule → optimizer step, with periodic evaluation, early stopping on
+ * a validation metric (keeping the best weights), atomic checkpoints, exact resume, and export of
+ * the fine-tuned inference model with a metrics summary and an HTML report.
+ */
+import { mkdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import ort from 'onnxruntime-node';
+import type { FineTuneJob } from '@finetune/api';
+import type { PreparedRun } from './prepare.js';
+import { TrainingSessions, type Feeds } from './sessions.js';
+import { saveCheckpoint, loadLatestCheckpoint } from './checkpoint.js';
+import { SILENT, type ProgressSink } from './progress.js';
+import { batchFeeds, type Batch, type BatchTensor, type Dataset } from '../data/dataset.js';
+import { epochOrder, batches } from '../data/sampler.js';
+import { TOKENIZER_METADATA_KEY } from '../data/tokenizer.js';
+import { createOptimizer, type Optimizer, type OptimizerSpec } from '../optim/optimizer.js';
+import { learningRateAt, type ScheduleSpec } from '../optim/schedule.js';
+import { clipByGlobalNorm, globalNorm } from '../optim/clip.js';
+import { GradientAccumulator } from '../optim/accumulate.js';
+import { withParameters, setMetadata } from '../model/export.js';
+import { saveModel } from '../onnx/load.js';
+import { writeSummary, type EvalPoint, type RunSummary, type TrainPoint } from '../report/summary.js';
+import { writeReport } from '../report/html.js';
+import { UserError } from '../errors.js';
+
+export interface TrainerOptions {
+  /** Continue from the latest checkpoint in the output folder. */
+  resume?: boolean;
+  progress?: ProgressSink;
+  /** Threads per onnxruntime op (default: all cores). */
+  threads?: number;
+  /** Data-parallel position (the all-reduce issue wires ranks > 0). */
+  rank?: number;
+  worldSize?: number;
+  /** Stop after this many optimizer steps in this process (tests use it to simulate a kill). */
+  stopAfterSteps?: number;
+}
+
+export interface RunResult {
+  summary: RunSummary;
+  outputDir: string;
+  modelPath?: string;
+  /** Final parameter values (the best ones when evaluation chose them). */
+  params: Map<string, Float32Array>;
+}
+
+/** Serializable loop state stored in checkpoints next to the tensors. */
+interface LoopState {
+  step: number;
+  epoch: number;
+  /** Batches of `epoch` already consumed. */
+  batchInEpoch: number;
+  optimizerStep: number;
+  optimizerType: string;
+  slotNames: string[][];
+  best?: EvalPoint & { metric: string };
+  evalsWithoutImprovement: number;
+  train: TrainPoint[];
+  eval: EvalPoint[];
+  elapsedSeconds: number;
+  samplesSeen: number;
+}
+
+export function outputDirOf(job: FineTuneJob): string {
+  return resolve(job.spec.output.path ?? join('out', job.metadata.name));
+}
+
+function toTensor(t: BatchTensor): ort.Tensor {
+  return new ort.Tensor(t.type, t.data, t.dims);
+}
+
+function feedsOf(batch: Batch): { inputs: Feeds; labels: ort.Tensor } {
+  const inputs: Feeds = {};
+  for (const [name, t] of Object.entries(batch.feeds)) inputs[name] = toTensor(t);
+  return { inputs, labels: toTensor(batch.labels) };
+}
+
+function optimizerSpec(job: FineTuneJob): OptimizerSpec {
+  const o = job.spec.optimizer;
+  if (o.type === 'sgd') {
+    return { type: 'sgd', momentum: o.momentum ?? 0.9, nesterov: o.nesterov ?? false, weightDecay: o.weightDecay ?? 0 };
+  }
+  return { type: 'adamw', beta1: o.beta1 ?? 0.9, beta2: o.beta2 ?? 0.999, eps: o.eps ?? 1e-8, weightDecay: o.weightDecay ?? 0.01 };
+}
+
+function scheduleSpec(job: FineTuneJob): ScheduleSpec {
+  const s = job.spec.schedule;
+  if (s.type === 'constant') return { type: 'constant' };
+  if (s.type === 'linear') return { type: 'linear', warmupSteps: s.warmupSteps };
+  return { type: 'cosine', warmupSteps: s.warmupSteps, ...(s.minLrRatio !== undefined ? { minLrRatio: s.minLrRatio } : {}) };
+}
+
+/** Biases and normalization scales (1-D parameters) are exempt from weight decay, as is usual. */
+function decayMask(dims: number[][]): boolean[] {
+  return dims.map((d) => d.length > 1);
+}
+
+export async function runTraining(prepared: PreparedRun, options: TrainerOptions = {}): Promise<RunResult> {
+  const { job, artifacts, train, validation } = prepared;
+  const spec = job.spec;
+  const progress = options.progress ?? SILENT;
+  const rank = options.rank ?? 0;
+  const worldSize = options.worldSize ?? 1;
+  const outputDir = outputDirOf(job);
+  const checkpointDir = join(outputDir, 'checkpoints');
+
+  const paramInfo = artifacts.params;
+  const inits = new Map(prepared.model.graph.initializers.map((t) => [t.name, t]));
+  const params = new Map(paramInfo.map((p) => [p.name, Float32Array.from(inits.get(p.name)!.values as Float32Array)]));
+  const paramList = paramInfo.map((p) => params.get(p.name)!);
+  const sizes = paramList.map((v) => v.length);
+
+  const optimizer = createOptimizer(optimizerSpec(job), sizes, decayMask(paramInfo.map((p) => p.dims)));
+  const schedule = scheduleSpec(job);
+  const baseLr = spec.optimizer.learningRate;
+
+  const perWorkerBatch = spec.training.batchSize / worldSize;
+  const microBatch = perWorkerBatch / spec.training.gradientAccumulationSteps;
+  const shardLength = epochOrder({ length: train.length, seed: spec.training.seed, epoch: 0, rank, worldSize }).length;
+  const stepsPerEpoch = Math.ceil(shardLength / perWorkerBatch);
+  const totalSteps = spec.training.maxSteps ?? stepsPerEpoch * spec.training.epochs;
+  const evalEvery = spec.training.evalEvery ?? stepsPerEpoch;
+  const checkpointEvery = spec.training.checkpointEvery ?? stepsPerEpoch;
+  const early = spec.training.earlyStopping;
+  const metric = early?.metric ?? (spec.training.loss === 'cross_entropy' ? 'val_accuracy' : 'val_loss');
+
+  let state: LoopState = {
+    step: 0,
+    epoch: 0,
+    batchInEpoch: 0,
+    optimizerStep: 0,
+    optimizerType: spec.optimizer.type,
+    slotNames: [],
+    evalsWithoutImprovement: 0,
+    train: [],
+    eval: [],
+    elapsedSeconds: 0,
+    samplesSeen: 0,
+  };
+  let bestParams: Map<string, Float32Array> | undefined;
+
+  if (options.resume) {
+    const restored = loadLatestCheckpoint<LoopState>(checkpointDir);
+    if (!restored) throw new UserError(`--resume: no checkpoint in ${checkpointDir}`);
+    ({ state, bestParams } = restoreCheckpoint(restored.state, restored.tensors, params, optimizer, paramInfo.map((p) => p.name)));
+    progress.message(`resuming from ${restored.path} (step ${state.step})`);
+  }
+
+  const sessions = await TrainingSessions.create(artifacts, options.threads ? { intraOpThreads: options.threads } : {});
+  const accumulator = new GradientAccumulator(sizes);
+  const startedAt = new Date();
+  const clock = performance.now();
+  const elapsed = () => state.elapsedSeconds + (performance.now() - clock) / 1000;
+  let stoppedEarly = false;
+  let reason = state.step >= totalSteps ? 'reached the step limit' : '';
+  let stepsThisProcess = 0;
+
+  progress.start({
+    job: job.metadata.name,
+    totalSteps,
+    stepsPerEpoch,
+    epochs: Math.ceil(totalSteps / stepsPerEpoch),
+    startStep: state.step,
+    trainable: paramInfo.map((p) => ({ name: p.name, dims: p.dims })),
+    frozen: artifacts.frozen,
+    trainExamples: train.length,
+    validationExamples: validation.length,
+  });
+
+  const evaluate = async (): Promise<EvalPoint> => {
+    const result = await evaluateDataset(sessions, validation, params, prepared.numClasses !== undefined);
+    return { step: state.step, epoch: state.epoch, loss: result.loss, ...(result.accuracy !== undefined ? { accuracy: result.accuracy } : {}) };
+  };
+
+  try {
+    training: while (state.step < totalSteps) {
+      const order = epochOrder({ length: train.length, seed: spec.training.seed, epoch: state.epoch, rank, worldSize });
+      const epochBatches = batches(order, perWorkerBatch);
+      for (let b = state.batchInEpoch; b < epochBatches.length && state.step < totalSteps; b++) {
+        const stepStart = performance.now();
+        const indices = epochBatches[b]!;
+        let lossSum = 0;
+        for (let m = 0; m < indices.length; m += microBatch) {
+          const micro = indices.slice(m, m + microBatch);
+          const { inputs, labels } = feedsOf(batchFeeds(train, micro));
+          const out = await sessions.gradients(inputs, labels, params);
+          accumulator.add(paramInfo.map((p) => out.grads.get(p.name)!), micro.length);
+          lossSum += out.loss * micro.length;
+        }
+        const loss = lossSum / indices.length;
+        if (!Number.isFinite(loss)) {
+          throw new UserError(`step ${state.step + 1}: the training loss is ${loss}; lower spec.optimizer.learningRate or check the data (checkpoints up to step ${state.step} are intact)`);
+        }
+        const grads = accumulator.average();
+        const gradNorm = spec.training.gradientClipNorm ? clipByGlobalNorm(grads, spec.training.gradientClipNorm) : globalNorm(grads);
+        if (!Number.isFinite(gradNorm)) throw new UserError(`step ${state.step + 1}: the gradient norm is ${gradNorm}; lower spec.optimizer.learningRate or set spec.training.gradientClipNorm`);
+        const lr = learningRateAt(state.step, schedule, totalSteps, baseLr);
+        optimizer.step(paramList, grads, lr);
+        accumulator.reset();
+
+        state.step++;
+        state.batchInEpoch = b + 1;
+        state.samplesSeen += indices.length * worldSize;
+        stepsThisProcess++;
+        const seconds = (performance.now() - stepStart) / 1000;
+        const point: TrainPoint = { step: state.step, epoch: state.epoch, loss, learningRate: lr, samplesPerSecond: (indices.length * worldSize) / seconds, gradNorm };
+        state.train.push(point);
+        progress.step(point);
+
+        const endOfEpoch = state.batchInEpoch === epochBatches.length;
+        if (state.step % evalEvery === 0 || state.step === totalSteps || (endOfEpoch && spec.training.evalEvery === undefined)) {
+          const point = await evaluate();
+          state.eval.push(point);
+          const value = metric === 'val_accuracy' ? point.accuracy ?? -point.loss : point.loss;
+          const bestValue = state.best ? (metric === 'val_accuracy' ? state.best.accuracy ?? -state.best.loss : state.best.loss) : undefined;
+          const delta = early?.minDelta ?? 0;
+          const improved = bestValue === undefined || (metric === 'val_accuracy' ? value > bestValue + delta : value < bestValue - delta);
+          if (improved) {
+            state.best = { ...point, metric };
+            state.evalsWithoutImprovement = 0;
+            bestParams = new Map([...params].map(([k, v]) => [k, Float32Array.from(v)]));
+          } else {
+            state.evalsWithoutImprovement++;
+          }
+          progress.evaluation(point, improved);
+          if (early && state.evalsWithoutImprovement >= early.patience) {
+            stoppedEarly = true;
+            reason = `early stopping: ${metric} did not improve for ${early.patience} evaluation(s)`;
+          }
+        }
+        if (endOfEpoch) {
+          state.epoch++;
+          state.batchInEpoch = 0;
+        }
+        if (rank === 0 && (state.step % checkpointEvery === 0 || endOfEpoch || stoppedEarly)) {
+          state.elapsedSeconds = elapsed();
+          saveCheckpoint(checkpointDir, state.step, checkpointOf(state, params, optimizer, bestParams, paramInfo.map((p) => p.name)));
+        }
+        if (stoppedEarly) break training;
+        if (options.stopAfterSteps !== undefined && stepsThisProcess >= options.stopAfterSteps) {
+          return { summary: buildSummary(), outputDir, params };
+        }
+      }
+      if (state.batchInEpoch !== 0) {
+        state.epoch++;
+        state.batchInEpoch = 0;
+      }
+    }
+    if (!reason) reason = spec.training.maxSteps ? 'reached spec.training.maxSteps' : `completed ${spec.training.epochs} epoch(s)`;
+  } finally {
+    await sessions.release();
+    progress.finish();
+  }
+
+  // Keep the best weights when evaluation chose them.
+  const finalParams = bestParams ?? params;
+  const summary = buildSummary();
+  let modelPath: string | undefined;
+  if (rank === 0) {
+    mkdirSync(outputDir, { recursive: true });
+    modelPath = join(outputDir, 'model.onnx');
+    const metadata: Record<string, string> = { 'finetune.job': job.metadata.name };
+    if (prepared.classes) metadata['finetune.classes'] = JSON.stringify(prepared.classes);
+    if (prepared.tokenizer) metadata[TOKENIZER_METADATA_KEY] = prepared.model.metadata[TOKENIZER_METADATA_KEY]!;
+    saveModel(setMetadata(withParameters(prepared.model, finalParams), metadata), modelPath);
+    summary.model.exported = modelPath;
+    writeSummary(join(outputDir, 'metrics.json'), summary);
+    writeReport(join(outputDir, 'report.html'), summary);
+  }
+  return { summary, outputDir, params: finalParams, ...(modelPath ? { modelPath } : {}) };
+
+  function buildSummary(): RunSummary {
+    const seconds = elapsed();
+    const frozenValues = artifacts.frozen.reduce((s, n) => s + (inits.get(n)?.dims.reduce((a, b) => a * b, 1) ?? 0), 0);
+    return {
+      format: 'finetune-operator/metrics@1',
+      job: job.metadata.name,
+      model: { source: spec.model.source, output: artifacts.prediction },
+      parameters: {
+        trainable: paramInfo.map((p) => p.name),
+        frozen: artifacts.frozen,
+        trainableValues: sizes.reduce((a, b) => a + b, 0),
+        frozenValues,
+      },
+      dataset: { train: train.length, validation: validation.length, ...(prepared.classes ? { classes: prepared.classes } : {}) },
+      config: { optimizer: spec.optimizer, schedule: spec.schedule, training: spec.training, workers: spec.workers },
+      train: state.train,
+      eval: state.eval,
+      ...(state.best ? { best: state.best } : {}),
+      final: { step: state.step, epoch: state.epoch, stoppedEarly, reason: reason || 'stopped' },
+      timing: { seconds, samplesPerSecond: state.samplesSeen / Math.max(seconds, 1e-9) },
+      startedAt: startedAt.toISOString(),
+      finishedAt: new Date().toISOString(),
+    };
+  }
+}
+
+/** Mean loss and accuracy over a whole dataset, in fixed-size batches. */
+export async function evaluateDataset(sessions: TrainingSessions, ds: Dataset, params: ReadonlyMap<string, Float32Array>, classify: boolean, batchSize = 256): Promise<{ loss: number; accuracy?: number }> {
+  let lossSum = 0;
+  let correct = 0;
+  let positions = 0;
+  for (let start = 0; start < ds.length; start += batchSize) {
+    const indices = Array.from({ length: Math.min(batchSize, ds.length - start) }, (_, i) => start + i);
+    const batch = batchFeeds(ds, indices);
+    const { inputs, labels } = feedsOf(batch);
+    const out = await sessions.evaluate(inputs, labels, params);
+    lossSum += out.loss * indices.length;
+    if (classify) {
+      const logits = out.prediction.data as Float32Array;
+      const classes = out.prediction.dims.at(-1)!;
+      const truth = batch.labels.data as BigInt64Array;
+      for (let i = 0; i < truth.length; i++) {
+        let best = 0;
+        for (let c = 1; c < classes; c++) if (logits[i * classes + c]! > logits[i * classes + best]!) best = c;
+        if (BigInt(best) === truth[i]) correct++;
+      }
+      positions += truth.length;
+    }
+  }
+  return { loss: lossSum / ds.length, ...(classify ? { accuracy: correct / positions } : {}) };
+}
+
+function checkpointOf(state: LoopState, params: Map<string, Float32Array>, optimizer: Optimizer, best: Map<string, Float32Array> | undefined, order: string[]) {
+  const tensors = new Map<string, Float32Array>();
+  for (const name of order) tensors.set(`param/${name}`, params.get(name)!);
+  const opt = optimizer.state();
+  const slotNames = opt.slots.map((slots, i) => {
+    for (const [slot, values] of Object.entries(slots)) tensors.set(`optim/${slot}/${order[i]}`, values);
+    return Object.keys(slots);
+  });
+  if (best) for (const name of order) tensors.set(`best/${name}`, best.get(name)!);
+  return { state: { ...state, optimizerStep: opt.step, optimizerType: opt.type, slotNames }, tensors };
+}
+
+function restoreCheckpoint(state: LoopState, tensors: Map<string, Float32Array>, params: Map<string, Float32Array>, optimizer: Optimizer, order: string[]) {
+  for (const name of order) {
+    const saved = tensors.get(`param/${name}`);
+    if (!saved || saved.length !== params.get(name)!.length) {
+      throw new UserError(`the checkpoint does not match this job: parameter '${name}' is ${saved ? `${saved.length} values, expected ${params.get(name)!.length}` : 'missing'}`);
+    }
+    params.get(name)!.set(saved);
+  }
+  optimizer.loadState({
+    type: state.optimizerType as 'sgd' | 'adamw',
+    step: state.optimizerStep,
+    slots: order.map((name, i) => Object.fromEntries((state.slotNames[i] ?? []).map((slot) => [slot, tensors.get(`optim/${slot}/${name}`)!]))),
+  });
+  const hasBest = tensors.has(`best/${order[0]}`);
+  const bestParams = hasBest ? new Map(order.map((name) => [name, tensors.get(`best/${name}`)!])) : undefined;
+  return { state, bestParams };
+}
