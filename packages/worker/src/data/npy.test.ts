@@ -32,7 +32,7 @@ test('unsupported or broken files are UserErrors that name the file and the fix'
   const fails = (bytes: Uint8Array, re: RegExp) => assert.throws(() => parseNpy(bytes, 'x.npy'), (e: Error) => e instanceof UserError && re.test(e.message));
   fails(npyBytes('<f4', [2], data, { fortran: true }), /^x\.npy: the array is in Fortran order; save a C-ordered copy/);
   fails(npyBytes('>f4', [2], data), /big-endian/);
-  fails(npyBytes('<c8', [1], data), /dtype 'c8' is not supported/);
+  fails(npyBytes('<c8', [1], data), /^x\.npy: dtype '<c8' is not supported/);
   fails(npyBytes('<f4', [3], data), /^x\.npy: truncated: shape \(3\) of float32 needs 12 bytes of data, the file has 8/);
   fails(Uint8Array.from(Buffer.from('PK\x03\x04 not npy at all')), /not a \.npy file/);
   const v9 = npyBytes('<f4', [2], data);

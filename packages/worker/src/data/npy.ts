@@ -97,8 +97,10 @@ export function parseNpy(bytes: Uint8Array, source: string): NpyArray {
   if (bytes.length - dataStart < byteLen) {
     throw new UserError(`${source}: truncated: shape (${shape.join(', ')}) of ${dtype} needs ${byteLen} bytes of data, the file has ${bytes.length - dataStart}`);
   }
-  // slice() copies into a fresh buffer, which also fixes alignment for the typed-array view.
-  const copy = bytes.slice(dataStart, dataStart + byteLen);
+  // Copy into a fresh buffer: a Buffer's slice() would be a view into Node's shared pool, and a
+  // typed-array view needs an aligned offset anyway.
+  const copy = new Uint8Array(byteLen);
+  copy.set(bytes.subarray(dataStart, dataStart + byteLen));
   return { dtype, shape, data: new ctor(copy.buffer, 0, count) };
 }
 

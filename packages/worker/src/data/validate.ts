@@ -20,8 +20,7 @@ export function checkLabels(ds: Dataset, numClasses: number): void {
   for (let i = 0; i < ds.length; i++) {
     const v = ids[i]!;
     if (v < 0n || v >= limit) {
-      const name = ds.classes?.[Number(v)];
-      throw new UserError(`example ${i}: label ${v}${name !== undefined ? ` ('${name}')` : ''} is outside the model's ${numClasses} classes (ids 0..${numClasses - 1})`);
+      throw new UserError(`example ${i}: label ${v} is outside the model's ${numClasses} classes (ids 0..${numClasses - 1})`);
     }
   }
 }

@@ -123,13 +123,13 @@ export function inspectClassifier(model: Model, output: string): ClassifierInspe
     const what = g.inits.has(value) ? 'an initializer' : 'a graph input';
     return { problem: `output '${output}' is ${what}${via}, not the result of a layer` };
   }
-  const found: ClassifierInspection = !isDefaultDomain(layer.domain)
-    ? { problem: `output '${output}' is produced by ${layer.domain}.${describe(layer)}${via}; expected a linear layer (Gemm, or MatMul plus a bias Add)` }
-    : layer.opType === 'Gemm'
-      ? gemmLayer(g, layer, path, output)
-      : layer.opType === 'MatMul' || layer.opType === 'Add'
-        ? matMulLayer(g, layer, path, output)
-        : { problem: `output '${output}' is produced by ${describe(layer)}${via}; expected a linear layer (Gemm, or MatMul plus a bias Add)` };
+  let found: ClassifierInspection;
+  if (isDefaultDomain(layer.domain) && layer.opType === 'Gemm') found = gemmLayer(g, layer, path, output);
+  else if (isDefaultDomain(layer.domain) && (layer.opType === 'MatMul' || layer.opType === 'Add')) found = matMulLayer(g, layer, path, output);
+  else {
+    const op = isDefaultDomain(layer.domain) ? describe(layer) : `${layer.domain}.${describe(layer)}`;
+    return { problem: `output '${output}' is produced by ${op}${via}; expected a linear layer (Gemm, or MatMul plus a bias Add)` };
+  }
   if ('problem' in found) return found;
   // Flatten(axis=1) of Gemm's 2-D result changes nothing; any other Flatten merges the class axis.
   for (const f of passes.filter((p) => p.opType === 'Flatten')) {

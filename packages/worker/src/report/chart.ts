@@ -29,7 +29,7 @@ export const CHART_MARGIN = { left: 66, right: 18, top: 30, bottom: 44 } as cons
 const DEFAULT_WIDTH = 640;
 const DEFAULT_HEIGHT = 320;
 /** Sparse series (evaluations) also get dots, so single points show and readers see where data is. */
-const MARKER_LIMIT = 60;
+const MARKER_LIMIT = 40;
 
 export interface PreparedSeries {
   name: string;

@@ -129,6 +129,19 @@ test('polyline points lie inside the plot area and are monotone in x; values map
   assert.ok(Math.abs(Math.min(...polylines(loss)[0]!.coords.map((c) => c[1])) - expected) < 0.01);
 });
 
+test('points logged out of order are drawn sorted by step', () => {
+  const s = sampleRunSummary({ steps: 60, evalEvery: 10 });
+  s.train.reverse();
+  s.eval = [s.eval[3]!, s.eval[0]!, s.eval[5]!, s.eval[1]!, s.eval[4]!, s.eval[2]!];
+  const html = renderReport(s);
+  for (const id of ['chart-loss', 'chart-accuracy', 'chart-lr']) {
+    for (const line of polylines(svgById(html, id)!)) {
+      const xs = line.coords.map((c) => c[0]);
+      assert.deepEqual(xs, [...xs].sort((a, b) => a - b), `${id} ${line.series}`);
+    }
+  }
+});
+
 test('tick labels are nice and cover the data range', () => {
   const s = sampleRunSummary({ steps: 777, evalEvery: 37 });
   const html = renderReport(s);
