@@ -176,9 +176,10 @@ function checkTextOptions(source: string, field: string, opts: TextOptions): { t
 }
 
 function textFeature(texts: readonly string[], opts: TextOptions & { tokenizer: Tokenizer; maxLength: number }): Feature {
-  const data = new BigInt64Array(texts.length * opts.maxLength);
-  texts.forEach((t, i) => opts.tokenizer.encodeInto(opts.emailBody ? emailBody(t) : t, opts.maxLength, data, i * opts.maxLength, { cls: opts.cls ?? false }));
-  return { type: 'int64', shape: [opts.maxLength], data };
+  const { tokenizer, maxLength, cls = false } = opts;
+  const data = new BigInt64Array(texts.length * maxLength);
+  texts.forEach((t, i) => tokenizer.encodeInto(opts.emailBody ? emailBody(t) : t, maxLength, data, i * maxLength, { cls }));
+  return { type: 'int64', shape: [maxLength], data };
 }
 
 interface LabelColumn {
@@ -202,7 +203,8 @@ class LabelCollector {
   add(v: unknown, where: string): void {
     if (this.opts.labelKind === 'regression') return this.targets.add(v, where);
     if (typeof v !== 'string' && typeof v !== 'number') {
-      throw new UserError(`${where}: label must be a class name or an integer class id, not ${v === null ? 'null' : Array.isArray(v) ? 'an array' : typeof v}`);
+      const got = v === null ? 'null' : Array.isArray(v) ? 'an array' : typeof v;
+      throw new UserError(`${where}: label must be a class name or an integer class id, not ${got}`);
     }
     this.raw.push(v);
     this.wheres.push(where);
@@ -224,27 +226,17 @@ function finishDataset(source: string, length: number, inputName: string, featur
   return ds;
 }
 
-function pickOne(source: string, text: string | undefined, features: unknown, inputName: string): void {
+function checkChoice(source: string, text: string | undefined, features: unknown, inputName: string): void {
   if (!inputName) throw new UserError(`${source}: inputName (the model input the features feed) is required`);
   if (text !== undefined && features !== undefined) throw new UserError(`${source}: give a text field or feature fields, not both`);
 }
 
-/** JSON Lines: one object per line; blank lines are skipped (but still counted). */
-export async function loadJsonl(path: string, opts: JsonlOptions): Promise<Dataset> {
-  const { textField, featuresField, labelField = 'label', inputName } = opts;
-  pickOne(path, textField, featuresField, inputName);
-  if (textField === undefined && featuresField === undefined) throw new UserError(`${path}: set textField or featuresField`);
-  const text = textField !== undefined ? checkTextOptions(path, textField, opts) : undefined;
-  const texts: string[] = [];
-  const numeric = new NumericField(`field '${featuresField}'`);
-  const labels = new LabelCollector(opts, labelField);
-
-  let count = 0;
-  const lines = (await readText(path)).split('\n');
-  lines.forEach((raw, i) => {
-    const line = raw.replace(/^\uFEFF/, '').trim();
-    if (line === '') return;
-    count++;
+/** The objects of a JSON Lines text with their locations; blank lines are skipped but counted. */
+function* jsonlRows(text: string, path: string): Generator<{ obj: Record<string, unknown>; where: string }> {
+  const lines = text.split('\n');
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i]!.replace(/^\uFEFF/, '').trim();
+    if (line === '') continue;
     const where = `${path} line ${i + 1}`;
     let row: unknown;
     try {
@@ -253,12 +245,32 @@ export async function loadJsonl(path: string, opts: JsonlOptions): Promise<Datas
       throw new UserError(`${where}: invalid JSON: ${(err as Error).message}`);
     }
     if (row === null || typeof row !== 'object' || Array.isArray(row)) throw new UserError(`${where}: expected a JSON object`);
-    const obj = row as Record<string, unknown>;
+    yield { obj: row as Record<string, unknown>, where };
+  }
+}
+
+function textOf(obj: Record<string, unknown>, field: string, where: string): string {
+  const t = obj[field];
+  if (t === undefined) throw new UserError(`${where}: missing text field '${field}'`);
+  if (typeof t !== 'string') throw new UserError(`${where}: text field '${field}' must be a string, not ${t === null ? 'null' : typeof t}`);
+  return t;
+}
+
+/** JSON Lines: one object per line. */
+export async function loadJsonl(path: string, opts: JsonlOptions): Promise<Dataset> {
+  const { textField, featuresField, labelField = 'label', inputName } = opts;
+  checkChoice(path, textField, featuresField, inputName);
+  if (textField === undefined && featuresField === undefined) throw new UserError(`${path}: set textField or featuresField`);
+  const text = textField !== undefined ? checkTextOptions(path, textField, opts) : undefined;
+  const texts: string[] = [];
+  const numeric = new NumericField(`field '${featuresField}'`);
+  const labels = new LabelCollector(opts, labelField);
+
+  let count = 0;
+  for (const { obj, where } of jsonlRows(await readText(path), path)) {
+    count++;
     if (textField !== undefined) {
-      const t = obj[textField];
-      if (t === undefined) throw new UserError(`${where}: missing text field '${textField}'`);
-      if (typeof t !== 'string') throw new UserError(`${where}: text field '${textField}' must be a string, not ${t === null ? 'null' : typeof t}`);
-      texts.push(t);
+      texts.push(textOf(obj, textField, where));
     } else {
       const f = obj[featuresField!];
       if (f === undefined) throw new UserError(`${where}: missing features field '${featuresField}'`);
@@ -267,7 +279,7 @@ export async function loadJsonl(path: string, opts: JsonlOptions): Promise<Datas
     const label = obj[labelField];
     if (label === undefined) throw new UserError(`${where}: missing label field '${labelField}'`);
     labels.add(label, where);
-  });
+  }
 
   const feature: Feature = text
     ? textFeature(texts, { ...opts, ...text })
@@ -278,7 +290,7 @@ export async function loadJsonl(path: string, opts: JsonlOptions): Promise<Datas
 /** CSV with a header row. Numeric feature columns (shape [columns]) or one text column. */
 export async function loadCsv(path: string, opts: CsvOptions): Promise<Dataset> {
   const { textField, featureFields, labelField = 'label', inputName, delimiter = ',' } = opts;
-  pickOne(path, textField, featureFields, inputName);
+  checkChoice(path, textField, featureFields, inputName);
   const records = parseCsv(await readText(path), path, delimiter);
   if (records.length === 0) throw new UserError(`${path}: empty file (a header row is needed)`);
   const [head, ...rows] = records;
@@ -344,7 +356,7 @@ export async function loadCsv(path: string, opts: CsvOptions): Promise<Dataset> 
  */
 export async function loadNpy(featuresPath: string, labelsPath: string, opts: NpyOptions): Promise<Dataset> {
   const { inputName, scaleUint8 = true } = opts;
-  pickOne(featuresPath, undefined, undefined, inputName);
+  checkChoice(featuresPath, undefined, undefined, inputName);
   const x = await readNpy(featuresPath);
   const y = await readNpy(labelsPath);
   if (x.shape.length === 0) throw new UserError(`${featuresPath}: a scalar; the first axis must count the examples`);
@@ -398,21 +410,7 @@ export async function readTexts(spec: Pick<DatasetFileSpec, 'path' | 'format' | 
   const format = spec.format ?? detectFormat(path);
   const strip = (t: string) => (spec.emailBody ? emailBody(t) : t);
   if (format === 'jsonl') {
-    const out: string[] = [];
-    (await readText(path)).split('\n').forEach((raw, i) => {
-      const line = raw.replace(/^\uFEFF/, '').trim();
-      if (line === '') return;
-      let row: unknown;
-      try {
-        row = JSON.parse(line);
-      } catch (err) {
-        throw new UserError(`${path} line ${i + 1}: invalid JSON: ${(err as Error).message}`);
-      }
-      const t = (row as Record<string, unknown> | null)?.[textField];
-      if (typeof t !== 'string') throw new UserError(`${path} line ${i + 1}: text field '${textField}' is missing or not a string`);
-      out.push(strip(t));
-    });
-    return out;
+    return [...jsonlRows(await readText(path), path)].map(({ obj, where }) => strip(textOf(obj, textField, where)));
   }
   if (format === 'csv' || format === 'tsv') {
     const [head, ...rows] = parseCsv(await readText(path), path, spec.delimiter ?? (format === 'tsv' ? '\t' : ','));

@@ -64,7 +64,10 @@ export function resolveClassLabels(raw: readonly RawLabel[], where: (i: number) 
   const kind = typeof raw[0];
   raw.forEach((v, i) => {
     if (typeof v !== kind) {
-      throw new UserError(`${where(i)}: label ${JSON.stringify(v)} mixes class names and integer ids (the first label is ${JSON.stringify(raw[0])}); give the class names to use both`);
+      throw new UserError(
+        `${where(i)}: label ${JSON.stringify(v)} mixes class names and integer ids (the first label is ${JSON.stringify(raw[0])}); ` +
+          'give the class names to use both',
+      );
     }
   });
   if (kind === 'number') {

@@ -108,6 +108,9 @@ test('stratified quotas are rounded by largest remainder so they add up to the o
   const { validation } = trainValidationSplit(ds, 0.5, 3);
   assert.equal(validation.length, 8); // round(7.5)
   assert.deepEqual(classCounts(validation), [3, 3, 2]);
+  // Quotas 1.2, 2.1, 1.8 of round(5.1) = 5: the spare one goes to the largest remainder, class 2.
+  const uneven = labelled([...Array(4).fill(0), ...Array(7).fill(1), ...Array(6).fill(2)] as number[]);
+  assert.deepEqual(classCounts(trainValidationSplit(uneven, 0.3, 3).validation), [1, 2, 2]);
   const plain = trainValidationSplit(labelled(skewed), 0.25, 9, false);
   assert.equal(plain.validation.length, 25);
   assert.throws(() => trainValidationSplit(ds, 1, 0), UserError);

@@ -74,12 +74,14 @@ export function createOptimizer(spec: OptimizerSpec, paramSizes: readonly number
   if (decayMask !== undefined && decayMask.length !== paramSizes.length) {
     throw new UserError(`optimizer: decayMask has ${decayMask.length} entries for ${paramSizes.length} parameters`);
   }
-  const mask = decayMask ?? paramSizes.map(() => true);
+  // Copies: the optimizer must not change shape if the caller later edits its arrays.
+  const sizes = [...paramSizes];
+  const mask = decayMask ? [...decayMask] : sizes.map(() => true);
   switch (spec.type) {
     case 'sgd':
-      return new Sgd(spec, paramSizes, mask);
+      return new Sgd(spec, sizes, mask);
     case 'adamw':
-      return new AdamW(spec, paramSizes, mask);
+      return new AdamW(spec, sizes, mask);
     default:
       throw new UserError(`optimizer: unknown type '${(spec as { type: unknown }).type}' (expected sgd or adamw)`);
   }

