@@ -31,12 +31,24 @@ export interface TrainerOptions {
   progress?: ProgressSink;
   /** Threads per onnxruntime op (default: all cores). */
   threads?: number;
-  /** Data-parallel position (the all-reduce issue wires ranks > 0). */
-  rank?: number;
-  worldSize?: number;
+  /** Data parallelism: gradients are averaged with the other ranks through this. */
+  parallel?: DataParallel;
   /** Stop after this many optimizer steps in this process (tests use it to simulate a kill). */
   stopAfterSteps?: number;
 }
+
+/** What the loop needs from the collective (see collective/data-parallel.ts). */
+export interface DataParallel {
+  readonly rank: number;
+  readonly worldSize: number;
+  /** Averages the tensors in place across ranks; every rank ends with identical values. */
+  allReduceMean(tensors: Float32Array[]): Promise<void>;
+  /** Sums the tensors in place across ranks. */
+  allReduceSum(tensors: Float32Array[]): Promise<void>;
+}
+
+/** Steps between checks that every rank holds identical parameters. */
+const DIVERGENCE_CHECK_EVERY = 50;
 
 export interface RunResult {
   summary: RunSummary;
@@ -101,8 +113,9 @@ export async function runTraining(prepared: PreparedRun, options: TrainerOptions
   const { job, artifacts, train, validation } = prepared;
   const spec = job.spec;
   const progress = options.progress ?? SILENT;
-  const rank = options.rank ?? 0;
-  const worldSize = options.worldSize ?? 1;
+  const parallel = options.parallel;
+  const rank = parallel?.rank ?? 0;
+  const worldSize = parallel?.worldSize ?? 1;
   const outputDir = outputDirOf(job);
   const checkpointDir = join(outputDir, 'checkpoints');
 
@@ -170,7 +183,7 @@ export async function runTraining(prepared: PreparedRun, options: TrainerOptions
   });
 
   const evaluate = async (): Promise<EvalPoint> => {
-    const result = await evaluateDataset(sessions, validation, params, prepared.numClasses !== undefined);
+    const result = await evaluateDataset(sessions, validation, params, prepared.numClasses !== undefined, 256, parallel);
     return { step: state.step, epoch: state.epoch, loss: result.loss, ...(result.accuracy !== undefined ? { accuracy: result.accuracy } : {}) };
   };
 
@@ -189,11 +202,17 @@ export async function runTraining(prepared: PreparedRun, options: TrainerOptions
           accumulator.add(paramInfo.map((p) => out.grads.get(p.name)!), micro.length);
           lossSum += out.loss * micro.length;
         }
-        const loss = lossSum / indices.length;
+        const grads = accumulator.average();
+        let loss = lossSum / indices.length;
+        if (parallel) {
+          // The loss rides along with the gradients, so every rank logs (and checks) the global mean.
+          const lossCell = Float32Array.of(loss);
+          await parallel.allReduceMean([...grads, lossCell]);
+          loss = lossCell[0]!;
+        }
         if (!Number.isFinite(loss)) {
           throw new UserError(`step ${state.step + 1}: the training loss is ${loss}; lower spec.optimizer.learningRate or check the data (checkpoints up to step ${state.step} are intact)`);
         }
-        const grads = accumulator.average();
         const gradNorm = spec.training.gradientClipNorm ? clipByGlobalNorm(grads, spec.training.gradientClipNorm) : globalNorm(grads);
         if (!Number.isFinite(gradNorm)) throw new UserError(`step ${state.step + 1}: the gradient norm is ${gradNorm}; lower spec.optimizer.learningRate or set spec.training.gradientClipNorm`);
         const lr = learningRateAt(state.step, schedule, totalSteps, baseLr);
@@ -209,6 +228,7 @@ export async function runTraining(prepared: PreparedRun, options: TrainerOptions
         state.train.push(point);
         progress.step(point);
 
+        if (parallel && state.step % DIVERGENCE_CHECK_EVERY === 0) await checkIdentical(parallel, paramList, state.step);
         const endOfEpoch = state.batchInEpoch === epochBatches.length;
         if (state.step % evalEvery === 0 || state.step === totalSteps || (endOfEpoch && spec.training.evalEvery === undefined)) {
           const point = await evaluate();
@@ -297,17 +317,33 @@ export async function runTraining(prepared: PreparedRun, options: TrainerOptions
   }
 }
 
-/** Mean loss and accuracy over a whole dataset, in fixed-size batches. */
-export async function evaluateDataset(sessions: TrainingSessions, ds: Dataset, params: ReadonlyMap<string, Float32Array>, classify: boolean, batchSize = 256): Promise<{ loss: number; accuracy?: number }> {
+/**
+ * Mean loss and accuracy over a whole dataset, in fixed-size batches. With data parallelism each
+ * rank evaluates every worldSize-th example and the sums are all-reduced.
+ */
+export async function evaluateDataset(
+  sessions: TrainingSessions,
+  ds: Dataset,
+  params: ReadonlyMap<string, Float32Array>,
+  classify: boolean,
+  batchSize = 256,
+  parallel?: DataParallel,
+): Promise<{ loss: number; accuracy?: number }> {
   let lossSum = 0;
   let correct = 0;
   let positions = 0;
-  for (let start = 0; start < ds.length; start += batchSize) {
-    const indices = Array.from({ length: Math.min(batchSize, ds.length - start) }, (_, i) => start + i);
+  let examples = 0;
+  const rank = parallel?.rank ?? 0;
+  const worldSize = parallel?.worldSize ?? 1;
+  const mine: number[] = [];
+  for (let i = rank; i < ds.length; i += worldSize) mine.push(i);
+  for (let start = 0; start < mine.length; start += batchSize) {
+    const indices = mine.slice(start, start + batchSize);
     const batch = batchFeeds(ds, indices);
     const { inputs, labels } = feedsOf(batch);
     const out = await sessions.evaluate(inputs, labels, params);
     lossSum += out.loss * indices.length;
+    examples += indices.length;
     if (classify) {
       const logits = out.prediction.data as Float32Array;
       const classes = out.prediction.dims.at(-1)!;
@@ -320,7 +356,32 @@ export async function evaluateDataset(sessions: TrainingSessions, ds: Dataset, p
       positions += truth.length;
     }
   }
-  return { loss: lossSum / ds.length, ...(classify ? { accuracy: correct / positions } : {}) };
+  if (parallel) {
+    // float64 sums of this size are exact in float32 for counts; the loss sum rounds slightly.
+    const totals = Float32Array.of(lossSum, correct, positions, examples);
+    await parallel.allReduceSum([totals]);
+    [lossSum, correct, positions, examples] = [totals[0]!, totals[1]!, totals[2]!, totals[3]!];
+  }
+  return { loss: lossSum / examples, ...(classify ? { accuracy: correct / positions } : {}) };
+}
+
+/**
+ * Fails loudly when ranks hold different parameters (a bug or a corrupted update), instead of
+ * training diverged replicas: a 32-bit FNV-1a hash of the parameter bytes, as two 16-bit halves
+ * (exact in float32), summed across ranks, must equal worldSize times this rank's own.
+ */
+async function checkIdentical(parallel: DataParallel, params: readonly Float32Array[], step: number): Promise<void> {
+  let hash = 0x811c9dc5;
+  for (const p of params) {
+    const words = new Uint32Array(p.buffer, p.byteOffset, p.length);
+    for (let i = 0; i < words.length; i++) hash = Math.imul(hash ^ words[i]!, 0x01000193) >>> 0;
+  }
+  const own = [hash & 0xffff, hash >>> 16];
+  const sums = Float32Array.from(own);
+  await parallel.allReduceSum([sums]);
+  if (sums[0] !== own[0]! * parallel.worldSize || sums[1] !== own[1]! * parallel.worldSize) {
+    throw new UserError(`step ${step}: parameters differ between ranks (rank ${parallel.rank} hash ${hash.toString(16)}); the replicas diverged, restart from the last checkpoint`);
+  }
 }
 
 function checkpointOf(state: LoopState, params: Map<string, Float32Array>, optimizer: Optimizer, best: Map<string, Float32Array> | undefined, order: string[]) {

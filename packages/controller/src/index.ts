@@ -1,0 +1,1 @@
+export { planWorkers, loopbackNetwork, ENV, type WorkerSpec, type NetworkPlan } from './plan/workers.js';

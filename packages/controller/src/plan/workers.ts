@@ -1,0 +1,55 @@
+/**
+ * The plan: a FineTuneJob → one worker spec per rank. A pure function, shared by the local
+ * runner (processes on loopback) and, later, the controller (pods behind a headless Service), so
+ * both start workers with the same rendezvous environment.
+ */
+import type { FineTuneJob } from '@finetune/api';
+
+/** Environment variables every worker reads (see the worker's ringConfigFromEnv). */
+export const ENV = {
+  rank: 'FT_RANK',
+  worldSize: 'FT_WORLD_SIZE',
+  peers: 'FT_PEERS',
+  port: 'FT_PORT',
+  jobId: 'FT_JOB_ID',
+  token: 'FT_TOKEN',
+} as const;
+
+export interface WorkerSpec {
+  rank: number;
+  worldSize: number;
+  /** host:port this worker's collective server listens on (what its peers dial). */
+  address: string;
+  env: Record<string, string>;
+}
+
+export interface NetworkPlan {
+  /** The address peers use to reach rank `rank`. */
+  addressOf(rank: number): string;
+  /** The port rank `rank` listens on. */
+  portOf(rank: number): number;
+}
+
+/** Loopback addresses on consecutive ports from `basePort`: the local runner's network. */
+export function loopbackNetwork(basePort: number): NetworkPlan {
+  return { addressOf: (r) => `127.0.0.1:${basePort + r}`, portOf: (r) => basePort + r };
+}
+
+export function planWorkers(job: FineTuneJob, network: NetworkPlan, token: string, replicasOverride?: number): WorkerSpec[] {
+  const worldSize = replicasOverride ?? job.spec.workers.replicas;
+  const peers = Array.from({ length: worldSize }, (_, r) => network.addressOf(r)).join(',');
+  const jobId = `${job.metadata.namespace ?? 'local'}/${job.metadata.name}`;
+  return Array.from({ length: worldSize }, (_, rank) => ({
+    rank,
+    worldSize,
+    address: network.addressOf(rank),
+    env: {
+      [ENV.rank]: String(rank),
+      [ENV.worldSize]: String(worldSize),
+      [ENV.peers]: peers,
+      [ENV.port]: String(network.portOf(rank)),
+      [ENV.jobId]: jobId,
+      [ENV.token]: token,
+    },
+  }));
+}
