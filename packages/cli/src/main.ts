@@ -4,6 +4,7 @@ import { isUserError } from '@finetune/worker';
 import { artifactsCommand } from './commands/artifacts.js';
 import { inspectCommand } from './commands/inspect.js';
 import { runCommand } from './commands/run.js';
+import { workerCommand } from './commands/worker.js';
 
 export function buildProgram(): Command {
   const program = new Command('ftjob')
@@ -12,6 +13,7 @@ export function buildProgram(): Command {
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
   program.addCommand(runCommand());
+  program.addCommand(workerCommand());
   program.addCommand(artifactsCommand());
   program.addCommand(inspectCommand());
   return program;

@@ -23,3 +23,4 @@ export * from './report/index.js';
 export * from './data/index.js';
 export * from './model/index.js';
 export * from './train/index.js';
+export * from './collective/index.js';

@@ -1,19 +1,36 @@
 /** `ftjob run JOB.yaml`: runs a FineTuneJob on this machine (the embedded local default). */
-import { readFileSync } from 'node:fs';
 import { Command, InvalidArgumentError } from 'commander';
-import { parseFineTuneJob, SpecError } from '@finetune/api';
-import { prepareRun, runTraining, UserError } from '@finetune/worker';
+import { fileURLToPath } from 'node:url';
+import { prepareRun, runTraining, UserError, type RunResult } from '@finetune/worker';
+import { runLocalWorkers } from '@finetune/controller';
 import { terminalProgress } from '../progress.js';
+import { readJobFile, positiveInt } from './job-file.js';
 
 interface RunOptions {
   resume?: boolean;
   threads?: number;
+  workers?: number;
 }
 
-function positiveInt(value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`expected a positive integer, got '${value}'`);
-  return n;
+const asPositiveInt = (v: string) => {
+  try {
+    return positiveInt(v);
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message);
+  }
+};
+
+export function printResult(result: RunResult): void {
+  const s = result.summary;
+  const best = s.best;
+  const lines = [
+    `finished: ${s.final.reason} at step ${s.final.step} (${s.timing.seconds.toFixed(1)} s, ${s.timing.samplesPerSecond.toFixed(0)} examples/s)`,
+    best ? `best ${best.metric}: ${best.metric === 'val_accuracy' ? `${((best.accuracy ?? 0) * 100).toFixed(2)}%` : best.loss.toPrecision(4)} at step ${best.step}` : '',
+    `wrote ${result.modelPath}`,
+    `wrote ${result.outputDir}/metrics.json`,
+    `wrote ${result.outputDir}/report.html`,
+  ].filter(Boolean);
+  process.stdout.write(lines.join('\n') + '\n');
 }
 
 export function runCommand(): Command {
@@ -21,33 +38,33 @@ export function runCommand(): Command {
     .description('fine-tune locally: the same FineTuneJob YAML you would kubectl apply')
     .argument('<job>', 'FineTuneJob YAML file')
     .option('--resume', 'continue from the latest checkpoint in the output folder')
-    .option('--threads <n>', 'threads per onnxruntime op (default: all cores)', positiveInt)
+    .option('--workers <n>', 'data-parallel worker processes (default: spec.workers.replicas)', asPositiveInt)
+    .option('--threads <n>', 'threads per onnxruntime op (default: cores / workers)', asPositiveInt)
     .action(async (file: string, opts: RunOptions) => {
-      let text: string;
-      try {
-        text = readFileSync(file, 'utf8');
-      } catch (err) {
-        throw new UserError(`cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+      const job = readJobFile(file);
+      const replicas = opts.workers ?? job.spec.workers.replicas;
+      if (job.spec.training.batchSize % replicas !== 0) {
+        throw new UserError(`--workers ${replicas}: spec.training.batchSize (${job.spec.training.batchSize}) must be divisible by the number of workers`);
       }
-      let job;
-      try {
-        job = parseFineTuneJob(text, file);
-      } catch (err) {
-        if (err instanceof SpecError) throw new UserError(err.message);
-        throw err;
+      if (replicas > 1) {
+        const entry = fileURLToPath(new URL('../../bin/ftjob.js', import.meta.url));
+        const result = await runLocalWorkers({
+          job,
+          jobFile: file,
+          replicas,
+          entry,
+          ...(opts.resume ? { resume: true } : {}),
+          ...(opts.threads ? { threads: opts.threads } : {}),
+        });
+        if (result.code !== 0) throw new UserError(`${result.message}; fix the cause and rerun with --resume to continue from the last checkpoint`);
+        return;
       }
-      const progress = terminalProgress();
       const prepared = await prepareRun(job);
-      const result = await runTraining(prepared, { progress, ...(opts.resume ? { resume: true } : {}), ...(opts.threads ? { threads: opts.threads } : {}) });
-      const s = result.summary;
-      const best = s.best;
-      const lines = [
-        `finished: ${s.final.reason} at step ${s.final.step} (${s.timing.seconds.toFixed(1)} s, ${s.timing.samplesPerSecond.toFixed(0)} examples/s)`,
-        best ? `best ${best.metric}: ${best.metric === 'val_accuracy' ? `${((best.accuracy ?? 0) * 100).toFixed(2)}%` : best.loss.toPrecision(4)} at step ${best.step}` : '',
-        `wrote ${result.modelPath}`,
-        `wrote ${result.outputDir}/metrics.json`,
-        `wrote ${result.outputDir}/report.html`,
-      ].filter(Boolean);
-      process.stdout.write(lines.join('\n') + '\n');
+      const result = await runTraining(prepared, {
+        progress: terminalProgress(),
+        ...(opts.resume ? { resume: true } : {}),
+        ...(opts.threads ? { threads: opts.threads } : {}),
+      });
+      printResult(result);
     });
 }

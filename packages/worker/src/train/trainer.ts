@@ -24,6 +24,7 @@ import { saveModel } from '../onnx/load.js';
 import { writeSummary, type EvalPoint, type RunSummary, type TrainPoint } from '../report/summary.js';
 import { writeReport } from '../report/html.js';
 import { UserError } from '../errors.js';
+import { CollectiveError } from '../collective/link.js';
 
 export interface TrainerOptions {
   /** Continue from the latest checkpoint in the output folder. */
@@ -183,7 +184,7 @@ export async function runTraining(prepared: PreparedRun, options: TrainerOptions
   });
 
   const evaluate = async (): Promise<EvalPoint> => {
-    const result = await evaluateDataset(sessions, validation, params, prepared.numClasses !== undefined, 256, parallel);
+    const result = await collective(state.step, () => evaluateDataset(sessions, validation, params, prepared.numClasses !== undefined, 256, parallel));
     return { step: state.step, epoch: state.epoch, loss: result.loss, ...(result.accuracy !== undefined ? { accuracy: result.accuracy } : {}) };
   };
 
@@ -207,7 +208,7 @@ export async function runTraining(prepared: PreparedRun, options: TrainerOptions
         if (parallel) {
           // The loss rides along with the gradients, so every rank logs (and checks) the global mean.
           const lossCell = Float32Array.of(loss);
-          await parallel.allReduceMean([...grads, lossCell]);
+          await collective(state.step + 1, () => parallel.allReduceMean([...grads, lossCell]));
           loss = lossCell[0]!;
         }
         if (!Number.isFinite(loss)) {
@@ -228,7 +229,7 @@ export async function runTraining(prepared: PreparedRun, options: TrainerOptions
         state.train.push(point);
         progress.step(point);
 
-        if (parallel && state.step % DIVERGENCE_CHECK_EVERY === 0) await checkIdentical(parallel, paramList, state.step);
+        if (parallel && state.step % DIVERGENCE_CHECK_EVERY === 0) await collective(state.step, () => checkIdentical(parallel, paramList, state.step));
         const endOfEpoch = state.batchInEpoch === epochBatches.length;
         if (state.step % evalEvery === 0 || state.step === totalSteps || (endOfEpoch && spec.training.evalEvery === undefined)) {
           const point = await evaluate();
@@ -412,4 +413,16 @@ function restoreCheckpoint(state: LoopState, tensors: Map<string, Float32Array>,
   const hasBest = tensors.has(`best/${order[0]}`);
   const bestParams = hasBest ? new Map(order.map((name) => [name, tensors.get(`best/${name}`)!])) : undefined;
   return { state, bestParams };
+}
+
+/** A failed collective ends the run with the step it happened at, so the job can resume from its checkpoint. */
+async function collective<T>(step: number, run: () => Promise<T>): Promise<T> {
+  try {
+    return await run();
+  } catch (err) {
+    if (err instanceof CollectiveError) {
+      throw new UserError(`step ${step}: ${err.message}; restart with --resume to continue from the last checkpoint`);
+    }
+    throw err;
+  }
 }

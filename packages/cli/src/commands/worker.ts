@@ -1,0 +1,47 @@
+/**
+ * `ftjob worker JOB.yaml`: one data-parallel worker. Its rank, world size, peers and token come
+ * from the environment the local runner or the controller sets (FT_RANK, FT_WORLD_SIZE, FT_PEERS,
+ * FT_PORT, FT_JOB_ID, FT_TOKEN). Without FT_WORLD_SIZE it trains alone. Rank 0 shows progress
+ * and writes the outputs.
+ */
+import { Command, InvalidArgumentError } from 'commander';
+import { prepareRun, runTraining, ringConfigFromEnv, joinRing, statusSink, SILENT, type Ring } from '@finetune/worker';
+import { readJobFile, positiveInt } from './job-file.js';
+import { terminalProgress } from '../progress.js';
+import { printResult } from './run.js';
+
+export function workerCommand(): Command {
+  return new Command('worker')
+    .description('run one worker of a job (started by `ftjob run` or by the controller; reads FT_* rendezvous variables)')
+    .argument('<job>', 'FineTuneJob YAML file')
+    .option('--resume', 'continue from the latest checkpoint in the output folder')
+    .option('--threads <n>', 'threads per onnxruntime op', (v) => {
+      try {
+        return positiveInt(v);
+      } catch (err) {
+        throw new InvalidArgumentError((err as Error).message);
+      }
+    })
+    .action(async (file: string, opts: { resume?: boolean; threads?: number }) => {
+      const job = readJobFile(file);
+      const distributed = process.env.FT_WORLD_SIZE !== undefined;
+      const config = distributed ? ringConfigFromEnv(process.env) : undefined;
+      const rank = config?.rank ?? 0;
+      const prepared = await prepareRun(job);
+      let ring: Ring | undefined;
+      if (config && config.worldSize > 1) ring = await joinRing(config, (line) => process.stderr.write(`${line}\n`));
+      try {
+        const base = rank === 0 ? terminalProgress() : SILENT;
+        const progress = ring ? statusSink(ring.server, base) : base;
+        const result = await runTraining(prepared, {
+          progress,
+          ...(ring ? { parallel: ring.parallel } : {}),
+          ...(opts.resume ? { resume: true } : {}),
+          ...(opts.threads ? { threads: opts.threads } : {}),
+        });
+        if (rank === 0) printResult(result);
+      } finally {
+        await ring?.close();
+      }
+    });
+}

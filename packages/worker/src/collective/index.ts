@@ -1,0 +1,15 @@
+export * from './link.js';
+export * from './wire.js';
+export * from './ring.js';
+export * from './memory-link.js';
+export {
+  connectRing,
+  startCollectiveServer,
+  ringConfigFromEnv,
+  loadTls,
+  type CollectiveServer,
+  type GrpcRingLink,
+  type RingEnvConfig,
+  type WorkerStatus,
+} from './transport/index.js';
+export { joinRing, statusSink, type Ring } from './data-parallel.js';
