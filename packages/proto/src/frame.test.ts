@@ -1,0 +1,66 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { Frame } from './gen/finetune/collective/v1/collective.js';
+import { collectiveServiceDefinition } from './service.js';
+import { decodeFrame, encodeFrame, FRAME_DATA_ALIGNMENT, GRPC_MESSAGE_PREFIX_BYTES } from './frame.js';
+
+function bytes(n: number, seed = 1): Uint8Array {
+  const out = new Uint8Array(n);
+  for (let i = 0; i < n; i++) out[i] = (i * 31 + seed) & 0xff;
+  return out;
+}
+
+const headers = [
+  { message: 0, messageBytes: 0, offset: 0 },
+  { message: 1, messageBytes: 300, offset: 0 },
+  { message: 127, messageBytes: 128, offset: 16383 },
+  { message: 2 ** 40 + 3, messageBytes: 2 ** 33, offset: 2 ** 32 + 5 },
+  { message: Number.MAX_SAFE_INTEGER, messageBytes: 1, offset: 0 },
+];
+
+describe('Frame codec', { timeout: 10_000 }, () => {
+  it('is read identically by the generated ts-proto codec', () => {
+    for (const header of headers) {
+      for (const n of [0, 1, 7, 127, 128, 16384, 70_000]) {
+        const data = bytes(n, header.message % 251);
+        const decoded = Frame.decode(encodeFrame(header, data));
+        assert.equal(decoded.message, header.message);
+        assert.equal(decoded.messageBytes, header.messageBytes);
+        assert.equal(decoded.offset, header.offset);
+        assert.deepEqual(new Uint8Array(decoded.data), data);
+      }
+    }
+  });
+
+  it('reads what the generated codec writes', () => {
+    for (const header of headers) {
+      const data = bytes(1000, 7);
+      const encoded = Frame.encode({ ...header, data: Buffer.from(data), padding: Buffer.alloc(3) }).finish();
+      const view = decodeFrame(encoded);
+      assert.deepEqual({ ...view, data: undefined }, { ...header, data: undefined });
+      assert.deepEqual(view.data, data);
+    }
+  });
+
+  it('aligns data to 8 bytes after the gRPC prefix and decodes it as a view', () => {
+    for (const header of headers) {
+      for (const n of [0, 3, 4096]) {
+        const encoded = encodeFrame(header, bytes(n));
+        // grpc-js prefixes 5 bytes and hands the deserializer a view at offset 5 of an 8-aligned buffer.
+        const framed = Buffer.alloc(GRPC_MESSAGE_PREFIX_BYTES + encoded.length);
+        encoded.copy(framed, GRPC_MESSAGE_PREFIX_BYTES);
+        const view = collectiveServiceDefinition.subscribe.responseDeserialize(framed.subarray(GRPC_MESSAGE_PREFIX_BYTES));
+        assert.equal((view.data.byteOffset - framed.byteOffset) % FRAME_DATA_ALIGNMENT, 0);
+        assert.equal(view.data.buffer, framed.buffer, 'data must be a view, not a copy');
+        assert.deepEqual(view.data, bytes(n));
+      }
+    }
+  });
+
+  it('rejects values that are not non-negative safe integers and truncated input', () => {
+    assert.throws(() => encodeFrame({ message: -1, messageBytes: 0, offset: 0 }, bytes(1)), /non-negative safe integer/);
+    assert.throws(() => encodeFrame({ message: 0.5, messageBytes: 0, offset: 0 }, bytes(1)), /non-negative safe integer/);
+    const encoded = encodeFrame({ message: 3, messageBytes: 10, offset: 0 }, bytes(10));
+    assert.throws(() => decodeFrame(encoded.subarray(0, encoded.length - 1)), /truncated/);
+  });
+});
