@@ -5,6 +5,7 @@ import { artifactsCommand } from './commands/artifacts.js';
 import { inspectCommand } from './commands/inspect.js';
 import { runCommand } from './commands/run.js';
 import { workerCommand } from './commands/worker.js';
+import { benchCommand } from './commands/bench.js';
 
 export function buildProgram(): Command {
   const program = new Command('ftjob')
@@ -16,6 +17,7 @@ export function buildProgram(): Command {
   program.addCommand(workerCommand());
   program.addCommand(artifactsCommand());
   program.addCommand(inspectCommand());
+  program.addCommand(benchCommand());
   return program;
 }
 

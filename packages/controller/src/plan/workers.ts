@@ -36,9 +36,13 @@ export function loopbackNetwork(basePort: number): NetworkPlan {
 }
 
 export function planWorkers(job: FineTuneJob, network: NetworkPlan, token: string, replicasOverride?: number): WorkerSpec[] {
-  const worldSize = replicasOverride ?? job.spec.workers.replicas;
-  const peers = Array.from({ length: worldSize }, (_, r) => network.addressOf(r)).join(',');
   const jobId = `${job.metadata.namespace ?? 'local'}/${job.metadata.name}`;
+  return planRing(jobId, replicasOverride ?? job.spec.workers.replicas, network, token);
+}
+
+/** The rendezvous environment of a ring of `worldSize` workers (jobs and benchmarks alike). */
+export function planRing(jobId: string, worldSize: number, network: NetworkPlan, token: string): WorkerSpec[] {
+  const peers = Array.from({ length: worldSize }, (_, r) => network.addressOf(r)).join(',');
   return Array.from({ length: worldSize }, (_, rank) => ({
     rank,
     worldSize,

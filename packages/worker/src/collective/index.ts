@@ -13,3 +13,4 @@ export {
   type WorkerStatus,
 } from './transport/index.js';
 export { joinRing, statusSink, type Ring } from './data-parallel.js';
+export { benchmarkAllReduce, busBandwidthFactor, type AllReduceBenchRow } from './bench.js';
