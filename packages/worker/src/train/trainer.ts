@@ -166,7 +166,9 @@ export async function runTraining(prepared: PreparedRun, options: TrainerOptions
   const accumulator = new GradientAccumulator(sizes);
   const startedAt = new Date();
   const clock = performance.now();
-  const elapsed = () => state.elapsedSeconds + (performance.now() - clock) / 1000;
+  // Time spent before a resume (from the checkpoint) plus this process's time.
+  const secondsBefore = state.elapsedSeconds;
+  const elapsed = () => secondsBefore + (performance.now() - clock) / 1000;
   let stoppedEarly = false;
   let reason = state.step >= totalSteps ? 'reached the step limit' : '';
   let stepsThisProcess = 0;
