@@ -13,7 +13,11 @@ const outDir = join(packageDir, 'src', 'gen');
 const require = createRequire(import.meta.url);
 const protocCli = join(dirname(require.resolve('protoc/package.json')), 'protoc.cjs');
 const tsProtoDir = dirname(require.resolve('ts-proto/package.json'));
-const plugin = join(tsProtoDir, process.platform === 'win32' ? 'protoc-gen-ts_proto.cmd' : 'protoc-gen-ts_proto');
+// protoc runs the plugin as an executable: the package's script (#!/usr/bin/env node), or on
+// Windows the .cmd shim npm puts in node_modules/.bin.
+const plugin = process.platform === 'win32'
+  ? join(dirname(tsProtoDir), '.bin', 'protoc-gen-ts_proto.cmd')
+  : join(tsProtoDir, 'protoc-gen-ts_proto');
 
 const options = [
   'outputServices=grpc-js',

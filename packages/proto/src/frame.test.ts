@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { Frame } from './gen/finetune/collective/v1/collective.js';
 import { collectiveServiceDefinition } from './service.js';
-import { decodeFrame, encodeFrame, FRAME_DATA_ALIGNMENT, GRPC_MESSAGE_PREFIX_BYTES } from './frame.js';
+import { decodeFrame, encodeFrame, encodedFrameLength, FRAME_DATA_ALIGNMENT, GRPC_MESSAGE_PREFIX_BYTES } from './frame.js';
 
 function bytes(n: number, seed = 1): Uint8Array {
   const out = new Uint8Array(n);
@@ -55,6 +55,18 @@ describe('Frame codec', { timeout: 10_000 }, () => {
         assert.deepEqual(view.data, bytes(n));
       }
     }
+  });
+
+  it('encodes into a given buffer', () => {
+    const header = { message: 5, messageBytes: 1 << 20, offset: 4096 };
+    const data = bytes(1000, 3);
+    const into = Buffer.alloc(2000, 0xee);
+    const encoded = encodeFrame(header, data, into);
+    assert.equal(encoded.buffer, into.buffer);
+    assert.equal(encoded.byteOffset, into.byteOffset);
+    assert.equal(encoded.byteLength, encodedFrameLength(header, data.byteLength));
+    assert.deepEqual(encoded, encodeFrame(header, data));
+    assert.throws(() => encodeFrame(header, data, Buffer.alloc(100)), /needs \d+ bytes/);
   });
 
   it('rejects values that are not non-negative safe integers and truncated input', () => {

@@ -77,16 +77,24 @@ export function frameHeaderLength(header: FrameHeader, dataLength: number): numb
   return base + 2 + k;
 }
 
+/** Bytes encodeFrame writes for this header and payload length. */
+export function encodedFrameLength(header: FrameHeader, dataLength: number): number {
+  return frameHeaderLength(header, dataLength) + dataLength;
+}
+
 /**
- * Encodes a Frame into a new Buffer, copying `data` once. Fields are written in the order
- * message, message_bytes, offset, padding, data.
+ * Encodes a Frame, copying `data` once, into `into` when given (which must hold
+ * encodedFrameLength bytes; the result is then a view of its start) or else into a new Buffer.
+ * Fields are written in the order message, message_bytes, offset, padding, data.
  */
-export function encodeFrame(header: FrameHeader, data: Uint8Array): Buffer {
+export function encodeFrame(header: FrameHeader, data: Uint8Array, into?: Buffer): Buffer {
   checkUint('message', header.message);
   checkUint('messageBytes', header.messageBytes);
   checkUint('offset', header.offset);
   const headerLength = frameHeaderLength(header, data.byteLength);
-  const out = Buffer.allocUnsafe(headerLength + data.byteLength);
+  const length = headerLength + data.byteLength;
+  if (into && into.byteLength < length) throw new RangeError(`encodeFrame needs ${length} bytes, the buffer holds ${into.byteLength}`);
+  const out = into ? into.subarray(0, length) : Buffer.allocUnsafe(length);
   let pos = 0;
   if (header.message !== 0) {
     out[pos++] = TAG_MESSAGE;

@@ -20,7 +20,10 @@
  * chunk by chunk. A receive loop always drains the link (it never waits for sending, so bounded
  * transport buffers cannot deadlock the ring); a send loop sends chunks in order as they become
  * ready, with at most `maxInFlight` sends not yet accepted by the transport, each from a reused
- * buffer of the link's pool. Memory beyond `data`: maxInFlight × (header + chunkBytes).
+ * buffer of the link's pool. Memory beyond `data`: maxInFlight × (header + chunkBytes). Up to
+ * maxInFlight send() calls are outstanding at once, so the link must deliver messages in the order
+ * send() was called (the memory link and the gRPC link both do), and may reuse nothing of a
+ * message after its send resolved (the ring refills that buffer).
  *
  * Framing. Every message starts with a 32-byte little-endian header (FRAME_HEADER_BYTES):
  *   0 u32 magic 'FTAR'   4 u32 op sequence number (per link, counts allReduce calls)
@@ -180,6 +183,7 @@ const mod = (a: number, n: number) => ((a % n) + n) % n;
  * Sums (or averages) `data` over all ranks of the ring, in place. Resolves when this rank holds
  * the result; rejects with a CollectiveError naming the failed peer. Calls on one link must not
  * overlap; every rank must make the same sequence of calls with the same lengths and options.
+ * World size 1 returns at once with `data` unchanged (no wire rounding either).
  */
 export async function allReduce(data: Float32Array, link: RingLink, options: AllReduceOptions = {}): Promise<void> {
   if (!(data instanceof Float32Array)) throw new TypeError('allReduce: data must be a Float32Array');
@@ -190,13 +194,13 @@ export async function allReduce(data: Float32Array, link: RingLink, options: All
   const op = options.op ?? 'sum';
   if (op !== 'sum' && op !== 'avg') throw new RangeError(`allReduce: unknown op ${String(op)}`);
   const wire = options.wire ?? 'f32';
-  if (!(wire in WIRE_CODES)) throw new RangeError(`allReduce: unknown wire format ${String(wire)}`);
+  if (!Object.hasOwn(WIRE_CODES, wire)) throw new RangeError(`allReduce: unknown wire format ${String(wire)}`);
   const chunkBytes = options.chunkBytes ?? DEFAULT_CHUNK_BYTES;
   if (!Number.isFinite(chunkBytes) || chunkBytes <= 0) throw new RangeError(`allReduce: chunkBytes must be positive, got ${chunkBytes}`);
   const maxInFlight = options.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT;
   if (!Number.isInteger(maxInFlight) || maxInFlight < 1) throw new RangeError(`allReduce: maxInFlight must be a positive integer, got ${maxInFlight}`);
   if (data.length > 0xffffffff) throw new RangeError('allReduce: more than 2^32-1 elements');
-  if (n === 1) return; // the sum of one rank is its data; avg divides by 1
+  if (n === 1) return; // the sum of one rank is its data; avg divides by 1; nothing crosses a wire
 
   const state = stateOf(link);
   if (state.busy) throw new Error(`allReduce: rank ${rank} already has an all-reduce running on this link`);
@@ -573,7 +577,7 @@ export class GradientBucket {
   }
 
   async allReduce(tensors: readonly Float32Array[], link: RingLink, options: AllReduceOptions = {}): Promise<void> {
-    if (link.worldSize === 1) return allReduce(new Float32Array(0), link, options); // validates, no copies
+    if (link.worldSize === 1) return allReduce(new Float32Array(0), link, options); // only validates: nothing to do
     const flat = this.pack(tensors);
     await allReduce(flat, link, options);
     this.unpack(tensors);

@@ -122,7 +122,7 @@ function f16ToF32Bits(): Uint32Array {
   return f16Table;
 }
 
-/** The same table viewed as float32 values, for loops that add decoded values. */
+/** The same table viewed as float32 values, for loops that add decoded values. Shared: read it, never write it. */
 export function f16DecodeTable(): Float32Array {
   f16ToF32Bits();
   return f16TableF32!;
@@ -135,14 +135,12 @@ export function f32ToF16(src: Float32Array, dst: Uint16Array = new Uint16Array(s
   const n = src.length;
   for (let i = 0; i < n; i++) {
     const x = bits[i]!;
-    const e = (x >>> 23) & 0xff;
-    // Fast path for the normal binary16 range (biased float32 exponent 113..142).
-    if (e >= 113 && e <= 142) {
-      const mant = x & 0x7fffff;
-      let h = ((x >>> 16) & 0x8000) | ((e - 112) << 10) | (mant >>> 13);
-      const rest = mant & 0x1fff;
-      if (rest > 0x1000 || (rest === 0x1000 && (h & 1) !== 0)) h++;
-      dst[i] = h;
+    const a = x & 0x7fffffff;
+    if (a >= 0x38800000 && a < 0x47800000) {
+      // Normal binary16 range [2^-14, 2^16): rebias the exponent (127 -> 15), then round the 13
+      // dropped bits to nearest-even without a branch (adding 0xfff plus the lowest kept bit
+      // carries exactly when rounding up; a carry out of exponent 30 gives 0x7c00, infinity).
+      dst[i] = ((x >>> 16) & 0x8000) | ((a - 0x38000000 + 0xfff + ((a >>> 13) & 1)) >>> 13);
     } else {
       dst[i] = f16BitsFromF32Bits(x);
     }

@@ -75,6 +75,45 @@ describe('job token', { timeout: 60_000 }, () => {
     }
   });
 
+  it('logs at most 20 refusals a minute', { timeout: 15_000 }, async () => {
+    const logs: string[] = [];
+    const [server] = await startServers(1, 'job-flood', newToken(), logs);
+    const client = new CollectiveServiceClient(`${HOST}:${server!.port}`, credentials.createInsecure());
+    try {
+      for (let i = 0; i < 30; i++) await assert.rejects(ping(client, bearerMetadata('guess-guess-guess')), (err: ServiceError) => err.code === Status.UNAUTHENTICATED);
+      assert.equal(logs.length, 20);
+    } finally {
+      client.close();
+      await server!.close();
+    }
+  });
+
+  it('a server refuses a subscriber that is not its next rank of the same job', { timeout: 15_000 }, async () => {
+    const token = newToken();
+    const logs: string[] = [];
+    const [server] = await startServers(1, 'job-s', token, logs, { rank: 1, worldSize: 3 });
+    const client = new CollectiveServiceClient(`${HOST}:${server!.port}`, credentials.createInsecure());
+    const subscribe = (jobId: string, rank: number, worldSize: number): Promise<unknown> =>
+      new Promise((resolve, reject) => {
+        const call = client.subscribe({ jobId, rank, worldSize }, bearerMetadata(token));
+        call.on('data', resolve);
+        call.on('error', reject);
+      });
+    try {
+      for (const [jobId, rank, worldSize] of [['job-s', 0, 3], ['job-s', 2, 4], ['job-other', 2, 3]] as const) {
+        await assert.rejects(subscribe(jobId, rank, worldSize), (err: ServiceError) => {
+          assert.equal(err.code, Status.FAILED_PRECONDITION);
+          assert.match(err.details, /rank 1 of job "job-s" \(world size 3\) streams to rank 2, not to rank/);
+          return true;
+        });
+      }
+      assert.equal(logs.length, 3);
+    } finally {
+      client.close();
+      await server!.close();
+    }
+  });
+
   it('connectRing with the wrong token fails at once with a CollectiveError saying the token was refused', { timeout: 15_000 }, async () => {
     const good = newToken();
     const logs: string[] = [];

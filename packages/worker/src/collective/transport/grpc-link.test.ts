@@ -23,6 +23,7 @@ describe('gRPC ring link: semantics', { timeout: 120_000 }, () => {
           for (let i = 0; i < sizes.length; i++) {
             const got = await link.recv();
             assert.ok(sameBytes(got, pattern(sizes[i]!, prev, i)), `rank ${link.rank} message ${i} (${sizes[i]} bytes) from rank ${prev}`);
+            if (got.byteLength > 0 && got.byteLength <= 64 * 1024) assert.equal(got.byteOffset % 8, 0, `single-frame message ${i} is 8-byte aligned`);
           }
           await sending;
         }),
@@ -47,6 +48,23 @@ describe('gRPC ring link: semantics', { timeout: 120_000 }, () => {
       } finally {
         await ring.close();
       }
+    }
+  });
+
+  it('lets the sender reuse its bytes as soon as send resolves', { timeout: 30_000 }, async () => {
+    const ring = await startRing(2, { chunkBytes: 1 * MiB });
+    try {
+      const buffer = new Uint8Array(6 * MiB + 5);
+      const expected: Uint8Array[] = [];
+      for (let i = 0; i < 6; i++) {
+        buffer.set(pattern(buffer.byteLength, 1, i));
+        expected.push(buffer.slice());
+        await ring.links[0]!.send(buffer); // nobody reads yet: the bytes sit in the transport
+        buffer.fill(0xff);
+      }
+      for (let i = 0; i < 6; i++) assert.ok(sameBytes(await ring.links[1]!.recv(), expected[i]!), `message ${i}`);
+    } finally {
+      await ring.close();
     }
   });
 

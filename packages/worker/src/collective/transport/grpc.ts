@@ -70,6 +70,10 @@ export const FLOW_CONTROL_WINDOW_BYTES = 16 * MiB;
 const MAX_REQUEST_BYTES = 64 * 1024;
 /** Frame header + padding is at most this. */
 const FRAME_OVERHEAD_BYTES = 64;
+/** Frames at least this large are encoded into reused buffers. */
+const POOLED_FRAME_MIN_BYTES = 64 * 1024;
+/** Refused calls logged per minute. */
+const REFUSAL_LOG_LIMIT = 20;
 
 export type Log = (line: string) => void;
 const defaultLog: Log = (line) => console.error(line);
@@ -102,7 +106,9 @@ export interface StartCollectiveServerOptions {
   jobId: string;
   rank: number;
   worldSize: number;
-  /** Server-side HTTP/2 keepalive pings towards subscribers (defaults 10 s / 20 s). */
+  /** The collective timeout, from which the keepalive defaults derive (default 60 s). */
+  timeoutMs?: number;
+  /** Server-side HTTP/2 keepalive pings towards subscribers (defaults as for connectRing). */
   keepaliveTimeMs?: number;
   keepaliveTimeoutMs?: number;
   /** One line per refused call and similar events (default: stderr). */
@@ -172,7 +178,7 @@ class GrpcCollectiveServer implements CollectiveServer {
       updatedAtUnixMs: Date.now(),
       message: '',
     };
-    const keepalive = keepaliveFor(60_000, options.keepaliveTimeMs, options.keepaliveTimeoutMs);
+    const keepalive = keepaliveFor(options.timeoutMs ?? 60_000, options.keepaliveTimeMs, options.keepaliveTimeoutMs);
     const serverOptions: ChannelOptions = {
       'grpc.keepalive_time_ms': keepalive.timeMs,
       'grpc.keepalive_timeout_ms': keepalive.ackTimeoutMs,
@@ -211,8 +217,30 @@ class GrpcCollectiveServer implements CollectiveServer {
   private authorize(metadata: Metadata, method: string, peer: string): boolean {
     const check = checkBearer(metadata, this.digest);
     if (check.ok) return true;
-    this.log(`collective server (job ${JSON.stringify(this.jobId)}, rank ${this.rank}): refused ${method} from ${peer}: ${check.reason}`);
+    this.logRefusal(`refused ${method} from ${peer}: ${check.reason}`);
     return false;
+  }
+
+  private refusals = { windowStart: 0, logged: 0, suppressed: 0 };
+
+  /** One line per refused call, at most REFUSAL_LOG_LIMIT a minute (a flood of bad calls cannot flood the log). */
+  private logRefusal(what: string): void {
+    const now = Date.now();
+    const r = this.refusals;
+    if (now - r.windowStart >= 60_000) {
+      if (r.suppressed > 0) this.log(`${this.logPrefix()}: ${r.suppressed} more refused calls in the last minute were not logged`);
+      this.refusals = { windowStart: now, logged: 0, suppressed: 0 };
+    }
+    if (this.refusals.logged >= REFUSAL_LOG_LIMIT) {
+      this.refusals.suppressed++;
+      return;
+    }
+    this.refusals.logged++;
+    this.log(`${this.logPrefix()}: ${what}`);
+  }
+
+  private logPrefix(): string {
+    return `collective server (job ${JSON.stringify(this.jobId)}, rank ${this.rank})`;
   }
 
   private onSubscribe(call: SubscriberCall): void {
@@ -227,7 +255,7 @@ class GrpcCollectiveServer implements CollectiveServer {
     const expected = (this.rank + 1) % this.worldSize;
     if (request.jobId !== this.jobId || request.worldSize !== this.worldSize || request.rank !== expected) {
       const details = `rank ${this.rank} of job ${JSON.stringify(this.jobId)} (world size ${this.worldSize}) streams to rank ${expected}, not to rank ${request.rank} of job ${JSON.stringify(request.jobId)} (world size ${request.worldSize})`;
-      this.log(`collective server (job ${JSON.stringify(this.jobId)}, rank ${this.rank}): refused Subscribe from ${call.getPeer()}: ${details}`);
+      this.logRefusal(`refused Subscribe from ${call.getPeer()}: ${details}`);
       refuse(Status.FAILED_PRECONDITION, details);
       return;
     }
@@ -284,7 +312,6 @@ class GrpcCollectiveServer implements CollectiveServer {
         this.server.forceShutdown();
         resolve();
       }, 1_000);
-      force.unref();
       this.server.tryShutdown(() => {
         clearTimeout(force);
         resolve();
@@ -392,6 +419,14 @@ class Link implements GrpcRingLink {
   private inflightBytes = 0;
   private writableWaiter: Waiter<void> | undefined;
   private sendTimer: NodeJS.Timeout | undefined;
+  /**
+   * Reused buffers for encoding full-size frames. grpc-js copies a frame into its own buffer when
+   * it takes it off the stream's queue (before the write callback), so a buffer is free again
+   * once its write callback ran. Fresh multi-MiB buffers cost page faults on every use; reusing
+   * them makes the sender's copy nearly free.
+   */
+  private readonly framePool: Buffer[] = [];
+  private readonly framePoolLimit: number;
 
   constructor(
     readonly rank: number,
@@ -406,6 +441,7 @@ class Link implements GrpcRingLink {
     this.prev = (rank - 1 + worldSize) % worldSize;
     this.next = (rank + 1) % worldSize;
     this.subscriberListener = (call) => this.attachOutbound(call);
+    this.framePoolLimit = Math.max(2, Math.ceil(maxBufferedSendBytes / chunkBytes) + 2);
   }
 
   private peer(rank: number): string {
@@ -676,11 +712,14 @@ class Link implements GrpcRingLink {
     let offset = 0;
     do {
       const length = Math.min(this.chunkBytes, total - offset);
-      const encoded = encodeFrame({ message: index, messageBytes: total, offset }, message.subarray(offset, offset + length));
+      const header = { message: index, messageBytes: total, offset };
+      const pooled = length >= POOLED_FRAME_MIN_BYTES ? this.framePool.pop() ?? Buffer.allocUnsafeSlow(this.chunkBytes + FRAME_OVERHEAD_BYTES) : undefined;
+      const encoded = encodeFrame(header, message.subarray(offset, offset + length), pooled);
       offset += length;
       this.inflightBytes += encoded.byteLength;
       const ok = out.write(encoded, () => {
         this.inflightBytes -= encoded.byteLength;
+        if (pooled && this.framePool.length < this.framePoolLimit && !this.closed) this.framePool.push(pooled);
         this.onWriteProgress();
       });
       if (!ok || this.inflightBytes > this.maxBufferedSendBytes) await this.waitWritable(out);
@@ -732,6 +771,7 @@ class Link implements GrpcRingLink {
     this.outboundWaiter?.reject(err);
     this.outboundWaiter = undefined;
     this.server.releaseSubscriber(this.subscriberListener);
+    this.framePool.length = 0;
     const out = this.outbound;
     if (out && !out.cancelled && !out.writableEnded) out.end();
     this.inbound?.cancel();
@@ -840,7 +880,7 @@ export async function connectRing(options: ConnectRingOptions): Promise<GrpcRing
   } catch (err) {
     for (const client of clients) client.close();
     await link.close();
-    if (options.signal?.aborted && !(err instanceof CollectiveError)) throw new CollectiveError(`rank ${rank}: connecting was aborted`);
+    if (options.signal?.aborted) throw new CollectiveError(`rank ${rank}: connecting to the ring was aborted`);
     throw err;
   } finally {
     options.signal?.removeEventListener('abort', abort);

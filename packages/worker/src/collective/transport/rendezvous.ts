@@ -130,8 +130,9 @@ export async function rendezvous(options: RendezvousOptions): Promise<void> {
           stop.abort();
           return { ok: false, problem: 'token refused', answered: true };
         }
-        answered = false;
-        problem = isServiceError(err) ? `last error: ${statusName(err.code)} ${err.details}` : `last error: ${(err as Error).message}`;
+        // A peer that answered as someone else stays reported as such (not as the error of a
+        // last attempt cut short by the deadline).
+        if (!answered) problem = isServiceError(err) ? `last error: ${statusName(err.code)} ${err.details}` : `last error: ${(err as Error).message}`;
       }
       try {
         await sleep(Math.min(backoff, Math.max(0, deadline - Date.now())), stop.signal);
