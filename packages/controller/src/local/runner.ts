@@ -62,6 +62,7 @@ export async function runLocalWorkers(options: LocalRunOptions): Promise<LocalRu
           stdio: w.rank === 0 ? ['ignore', 'inherit', 'inherit'] : ['ignore', 'pipe', 'pipe'],
         });
         children.push(child);
+        log(`worker rank ${w.rank}: pid ${child.pid}`);
         if (w.rank !== 0) {
           for (const stream of [child.stdout!, child.stderr!]) {
             createInterface({ input: stream }).on('line', (line) => log(`[rank ${w.rank}] ${line}`));

@@ -1,0 +1,87 @@
+/**
+ * `ftjob run` as a user runs it: one worker, several worker processes over gRPC, a killed worker,
+ * and --resume after it. Uses a toy task (4 features, 2 classes) and a tiny MLP built in code.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync, existsSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ModelBuilder, randomValues, rng, saveModel } from '@finetune/worker';
+
+const BIN = fileURLToPath(new URL('../bin/ftjob.js', import.meta.url));
+
+function workspace(epochs: number, checkpointEvery = 5): { dir: string; job: string } {
+  const dir = mkdtempSync(join(tmpdir(), 'ftjob-run-'));
+  const r = rng(11);
+  const rows: string[] = [];
+  for (let i = 0; i < 400; i++) {
+    const x = Array.from(randomValues(r, 4, -1, 1));
+    rows.push(JSON.stringify({ x: x.map((v) => Number(v.toFixed(4))), label: x[0]! - x[1]! + 0.3 * x[3]! > 0 ? 'pos' : 'neg' }));
+  }
+  writeFileSync(join(dir, 'train.jsonl'), rows.join('\n') + '\n');
+  const m = new ModelBuilder();
+  const x = m.input('x', ['batch', 4]);
+  const h = m.node('Tanh', [m.node('Gemm', [x, m.param('fc1.weight', [8, 4], randomValues(r, 32, -0.5, 0.5)), m.param('fc1.bias', [8], randomValues(r, 8, -0.5, 0.5))], { transB: 1 })]);
+  m.output(m.node('Gemm', [h, m.param('fc2.weight', [2, 8], randomValues(r, 16, -0.35, 0.35)), m.param('fc2.bias', [2], randomValues(r, 2, -0.35, 0.35))], { transB: 1 }));
+  saveModel(m.build(), join(dir, 'mlp.onnx'));
+  const job = join(dir, 'job.yaml');
+  writeFileSync(
+    job,
+    [
+      'apiVersion: finetune.dev/v1alpha1',
+      'kind: FineTuneJob',
+      'metadata: {name: toy}',
+      'spec:',
+      `  model: {source: ${join(dir, 'mlp.onnx')}}`,
+      `  dataset: {train: {path: ${join(dir, 'train.jsonl')}}, featuresField: x, classes: [neg, pos]}`,
+      '  optimizer: {type: adamw, learningRate: 0.03}',
+      `  training: {epochs: ${epochs}, batchSize: 12, seed: 1, checkpointEvery: ${checkpointEvery}}`,
+      `  output: {path: ${join(dir, 'out')}}`,
+      '',
+    ].join('\n'),
+  );
+  return { dir, job };
+}
+
+test('ftjob run with 2 worker processes trains over gRPC and rank 0 writes the outputs', () => {
+  const { dir, job } = workspace(3);
+  const res = spawnSync(process.execPath, [BIN, 'run', job, '--workers', '2'], { encoding: 'utf8', timeout: 120_000 });
+  assert.equal(res.status, 0, res.stderr);
+  assert.match(res.stderr, /starting 2 worker processes on 127\.0\.0\.1:\d+, 127\.0\.0\.1:\d+/);
+  assert.match(res.stdout, /best val_accuracy: \d+\.\d+% at step/);
+  const metrics = JSON.parse(readFileSync(join(dir, 'out', 'metrics.json'), 'utf8'));
+  assert.ok(metrics.best.accuracy > 0.85, `accuracy ${metrics.best.accuracy}`);
+  assert.equal(metrics.config.workers.replicas, 1, 'the spec is unchanged; --workers overrides it');
+  assert.ok(existsSync(join(dir, 'out', 'model.onnx')));
+});
+
+test('killing one worker ends the run with a clear error; --resume continues from the last checkpoint', async () => {
+  const { dir, job } = workspace(400, 3);
+  const child = spawn(process.execPath, [BIN, 'run', job, '--workers', '2'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  let killed = false;
+  child.stderr.on('data', (d: Buffer) => {
+    stderr += d.toString();
+    const pid = /worker rank 1: pid (\d+)/.exec(stderr)?.[1];
+    // Kill rank 1 once training is under way (rank 0 has written a checkpoint).
+    if (!killed && pid && existsSync(join(dir, 'out', 'checkpoints', 'latest'))) {
+      killed = true;
+      process.kill(Number(pid), 'SIGKILL');
+    }
+  });
+  const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+  assert.ok(killed, `the worker was never killed:\n${stderr}`);
+  assert.notEqual(code, 0);
+  assert.match(stderr, /worker rank 1 \(pid \d+\) was killed by SIGKILL/);
+  assert.match(stderr, /rerun with --resume/);
+
+  // Shorten the job so the resumed run finishes quickly, then resume.
+  writeFileSync(job, readFileSync(job, 'utf8').replace('epochs: 400', 'epochs: 3'));
+  const resumed = spawnSync(process.execPath, [BIN, 'run', job, '--workers', '2', '--resume'], { encoding: 'utf8', timeout: 120_000 });
+  assert.equal(resumed.status, 0, resumed.stderr);
+  assert.match(resumed.stderr, /resuming from .*step-\d+/);
+  assert.ok(existsSync(join(dir, 'out', 'model.onnx')));
+});
