@@ -85,17 +85,8 @@ export class ModelBuilder {
   }
 }
 
-/** A deterministic pseudo-random generator (mulberry32) so test data is reproducible. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** The data layer's seeded generator (mulberry32), so test data is reproducible. */
+export { mulberry32 as rng } from '../data/random.js';
 
 export function randomValues(random: () => number, count: number, lo = -1, hi = 1): Float32Array {
   const out = new Float32Array(count);
