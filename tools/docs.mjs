@@ -1,12 +1,12 @@
 #!/usr/bin/env node
-// Regenerates the parts of docs/ that are derived from code (between <!-- generated:NAME --> and
+// Regenerates the parts of docs/ (and the CRD) that are derived from code (between <!-- generated:NAME --> and
 // <!-- /generated:NAME --> markers), so lists and tables are never hand-copied.
 //   node tools/docs.mjs          rewrite the docs
 //   node tools/docs.mjs --check  exit 1 if any generated section is stale (used by the tests)
 import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { supportedOps } from '@finetune/worker';
-import { renderFieldTable } from '@finetune/api';
+import { renderFieldTable, renderCrdYaml } from '@finetune/api';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 
@@ -26,6 +26,21 @@ export function regenerate(text) {
 const files = ['docs/autodiff.md', 'docs/finetunejob.md'];
 const check = process.argv.includes('--check');
 let stale = [];
+
+// Whole generated files.
+const generatedFiles = { 'deploy/helm/finetune-operator/crds/finetunejobs.finetune.dev.yaml': renderCrdYaml };
+for (const [file, render] of Object.entries(generatedFiles)) {
+  const path = root + file;
+  let current = '';
+  try {
+    current = readFileSync(path, 'utf8');
+  } catch {}
+  const next = render();
+  if (next !== current) {
+    if (check) stale.push(file);
+    else writeFileSync(path, next);
+  }
+}
 for (const file of files) {
   const path = root + file;
   let text;

@@ -1,3 +1,4 @@
 export * from './schema.js';
 export { parseFineTuneJob, validateFineTuneJob, SpecError } from './validate.js';
 export { renderFieldTable } from './docs.js';
+export { buildCrd, renderCrdYaml, toStructural } from './crd.js';
