@@ -103,7 +103,7 @@ const TASKS = {
     title: 'text: spam vs ham (SpamAssassin)',
     short: 'spam vs ham',
     pretrained: 'examples/models/text-encoder-mlm.onnx',
-    pretrainedWhat: 'one-block transformer encoder pre-trained by masked-word prediction on the email bodies (labels unused)',
+    pretrainedWhat: 'one-block transformer encoder pre-trained by masked-word prediction on the unlabelled email bodies',
     yaml: 'examples/spam-ham.yaml',
     scratch: (seed) => buildEncoder(TEXT_ARCH, seed),
     dataset: { builtin: 'spam-assassin' },
@@ -238,6 +238,7 @@ function pairedGaps(results, taskName, budget, arm) {
 }
 
 const budgetLabel = (b) => (b === 'all' ? 'all' : b);
+const seedsText = () => `${SEEDS.length} seed${SEEDS.length === 1 ? '' : 's'}`;
 
 function taskTables(results, taskName) {
   const task = TASKS[taskName];
@@ -270,7 +271,7 @@ function taskTables(results, taskName) {
   }
   const ftArms = FT_ARMS.filter((a) => ARM_NAMES.includes(a));
   if (ARM_NAMES.includes(BASELINE) && ftArms.length > 0) {
-    lines.push('', `Paired gap in final validation accuracy, fine-tuned minus scratch (everything trains), percentage points: mean ± std [min, max] over ${SEEDS.length} seed(s)`, '');
+    lines.push('', `Paired gap in final validation accuracy, fine-tuned minus scratch (everything trains), percentage points: mean ± std [min, max] over ${seedsText()}`, '');
     lines.push(`| examples/class | ${ftArms.map((a) => (a === 'ft-upper' ? `${ARMS[a].label} \`${task.freezeBelow}\`` : ARMS[a].label)).join(' | ')} |`);
     lines.push(`|---|${ftArms.map(() => '---:|').join('')}`);
     for (const budget of BUDGETS) {
@@ -459,7 +460,7 @@ ${reading(results)}
 Caveats: one learning rate per task for every arm (the example job's), not tuned per arm, so an
 arm that would prefer another rate is handicapped by the same amount at every budget; a fixed
 number of steps per budget row (long enough that the few-label rows plateau, about ${TASK_NAMES.map((t) => `${Math.round(TASKS[t].steps['10'] / Math.ceil((10 * TASKS[t].numClasses) / TASKS[t].batchSize))} epochs for ${TASKS[t].short}`).join(', ')} at 10/class; under two epochs with all examples);
-${SEEDS.length} seed(s) and validation sets of a few hundred examples, so differences below about one
+${seedsText()} and validation sets of a few hundred examples, so differences below about one
 point are noise. The random text encoder uses the pre-trained model's tokenizer (its vocabulary
 was learned from the same unlabelled emails).
 `;
