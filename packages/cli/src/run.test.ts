@@ -85,3 +85,15 @@ test('killing one worker ends the run with a clear error; --resume continues fro
   assert.match(resumed.stderr, /resuming from .*step-\d+/);
   assert.ok(existsSync(join(dir, 'out', 'model.onnx')));
 });
+
+test('ftjob run rejects a bad spec with one line naming the field, and a missing file, with a non-zero exit', () => {
+  const { dir, job } = workspace(1);
+  writeFileSync(job, readFileSync(job, 'utf8').replace('epochs: 1', 'epoch: 1'));
+  const bad = spawnSync(process.execPath, [BIN, 'run', job], { encoding: 'utf8' });
+  assert.equal(bad.status, 1);
+  assert.equal(bad.stderr.trim(), `ftjob: error: ${job}: spec.training.epoch: unknown field (did you mean 'epochs'?)`);
+  const missing = spawnSync(process.execPath, [BIN, 'run', join(dir, 'nope.yaml')], { encoding: 'utf8' });
+  assert.equal(missing.status, 1);
+  assert.match(missing.stderr, /^ftjob: error: cannot read .*nope\.yaml: ENOENT\n$/);
+  assert.ok(!existsSync(join(dir, 'out')), 'nothing written');
+});
