@@ -7,7 +7,7 @@ type Node = Record<string, unknown>;
 
 /** Kubernetes structural-schema rules that a naive JSON Schema would break. */
 function checkStructural(node: Node, path: string, problems: string[]): void {
-  for (const banned of ['const', 'anyOf', 'oneOf', 'allOf', 'patternProperties', '$id', 'additionalItems']) {
+  for (const banned of ['const', 'anyOf', 'oneOf', 'allOf', 'patternProperties', '$id', 'additionalItems', 'uniqueItems']) {
     if (banned in node) problems.push(`${path}: has '${banned}'`);
   }
   if (node.additionalProperties === false) problems.push(`${path}: additionalProperties: false`);

@@ -3,7 +3,8 @@
  * and the validator. JSON Schema is turned into a Kubernetes *structural* schema: literal unions
  * become enums, `const` becomes a one-value enum, exclusive bounds take OpenAPI v3.0's boolean
  * form, records become additionalProperties, string-or-number becomes int-or-string, and unknown
- * fields are pruned by the API server instead of listed as additionalProperties: false. Rules the
+ * fields are pruned by the API server instead of listed as additionalProperties: false, and
+ * uniqueItems (forbidden there) becomes x-kubernetes-list-type: set. Rules the
  * schema cannot state are CEL validations (x-kubernetes-validations).
  */
 import { stringify } from 'yaml';
@@ -46,9 +47,12 @@ export function toStructural(schema: Json): Json {
   }
   const type = schema.type as string | undefined;
   if (type) out.type = type;
-  for (const key of ['minimum', 'maximum', 'minLength', 'maxLength', 'pattern', 'minItems', 'maxItems', 'uniqueItems', 'default'] as const) {
+  for (const key of ['minimum', 'maximum', 'minLength', 'maxLength', 'pattern', 'minItems', 'maxItems', 'default'] as const) {
     if (schema[key] !== undefined) out[key] = schema[key];
   }
+  // The API server forbids uniqueItems (quadratic); a list of scalars typed 'set' is checked for
+  // duplicates instead.
+  if (schema.uniqueItems === true) out['x-kubernetes-list-type'] = 'set';
   if (typeof schema.exclusiveMinimum === 'number') {
     out.minimum = schema.exclusiveMinimum;
     out.exclusiveMinimum = true;
