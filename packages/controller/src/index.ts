@@ -1,3 +1,29 @@
 export { planWorkers, planRing, loopbackNetwork, ENV, type WorkerSpec, type NetworkPlan } from './plan/workers.js';
+export {
+  desiredObjects,
+  objectNames,
+  jobSelector,
+  headlessServiceNetwork,
+  jobFileText,
+  DEFAULT_WORKER_PORT,
+  JOB_SPEC_PATH,
+  TOKEN_KEY,
+  LABELS,
+  type ClusterFineTuneJob,
+  type ObjectPlanOptions,
+  type ObjectPlan,
+  type Pod,
+  type Service,
+  type ConfigMap,
+  type Secret,
+  type Container,
+  type EnvVar,
+  type Volume,
+  type VolumeMount,
+  type Toleration,
+  type ResourceRequirements,
+  type OwnerReference,
+  type ObjectMetadata,
+} from './plan/objects.js';
 export { runLocalWorkers, type LocalRunOptions, type LocalRunResult } from './local/runner.js';
 export { freePorts } from './local/ports.js';
