@@ -90,6 +90,7 @@ test('the rendezvous environment: exact peers for 3 replicas, rank, world size, 
         { name: 'FT_PEERS', value: peers },
         { name: 'FT_PORT', value: '29500' },
         { name: 'FT_JOB_ID', value: 'ml/digits' },
+        { name: 'FT_BIND_HOST', valueFrom: { fieldRef: { fieldPath: 'status.podIP' } } },
       ],
     );
   });
@@ -109,9 +110,9 @@ test('FT_TOKEN comes from the Secret by secretKeyRef; the token value appears on
 test('the Secret is planned only when a token is given; tokenSecretName names the referenced Secret', () => {
   const withoutToken = desiredObjects(job3, { image: 'w:1' });
   assert.equal('secret' in withoutToken, false);
-  assert.equal(envOf(withoutToken.pods[0]!.spec.containers[0]!.env, 'FT_TOKEN')?.valueFrom?.secretKeyRef.name, 'digits-token');
+  assert.equal(envOf(withoutToken.pods[0]!.spec.containers[0]!.env, 'FT_TOKEN')?.valueFrom?.secretKeyRef?.name, 'digits-token');
   const custom = desiredObjects(job3, { image: 'w:1', tokenSecretName: 'shared-ring-token' });
-  assert.equal(envOf(custom.pods[2]!.spec.containers[0]!.env, 'FT_TOKEN')?.valueFrom?.secretKeyRef.name, 'shared-ring-token');
+  assert.equal(envOf(custom.pods[2]!.spec.containers[0]!.env, 'FT_TOKEN')?.valueFrom?.secretKeyRef?.name, 'shared-ring-token');
   assert.equal(desiredObjects(job3, { ...options, tokenSecretName: 'shared-ring-token' }).secret?.metadata.name, 'shared-ring-token');
   assert.throws(() => desiredObjects(job3, { image: 'w:1', token: 'short' }), /at least 16 characters/);
 });

@@ -70,7 +70,7 @@ export interface ResourceRequirements {
 export interface EnvVar {
   name: string;
   value?: string;
-  valueFrom?: { secretKeyRef: { name: string; key: string } };
+  valueFrom?: { secretKeyRef?: { name: string; key: string }; fieldRef?: { fieldPath: string } };
 }
 
 export interface VolumeMount {
@@ -288,6 +288,8 @@ export function desiredObjects(job: ClusterFineTuneJob, options: ObjectPlanOptio
       .filter(([key]) => key !== ENV.token)
       .map(([key, value]) => ({ name: key, value }));
     env.push({ name: ENV.token, valueFrom: { secretKeyRef: { name: secretName, key: TOKEN_KEY } } });
+    // Listen on the pod's own address (where its peers' DNS names point), not on every interface.
+    env.push({ name: 'FT_BIND_HOST', valueFrom: { fieldRef: { fieldPath: 'status.podIP' } } });
     const container: Container = {
       name: CONTAINER_NAME,
       image: options.image,
