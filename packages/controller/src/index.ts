@@ -1,4 +1,4 @@
-export { planWorkers, planRing, loopbackNetwork, ENV, type WorkerSpec, type NetworkPlan } from './plan/workers.js';
+export { planWorkers, planRing, loopbackNetwork, ENV, WORKER_NODE_ARGS, type WorkerSpec, type NetworkPlan } from './plan/workers.js';
 export {
   desiredObjects,
   objectNames,

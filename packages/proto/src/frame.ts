@@ -119,6 +119,31 @@ export function encodeFrame(header: FrameHeader, data: Uint8Array, into?: Buffer
   return out;
 }
 
+/** Bytes encodeFramedMessage writes: the gRPC message prefix plus the encoded Frame. */
+export function framedMessageLength(header: FrameHeader, dataLength: number): number {
+  return GRPC_MESSAGE_PREFIX_BYTES + encodedFrameLength(header, dataLength);
+}
+
+/**
+ * Encodes a Frame as a complete gRPC length-prefixed message (flag byte 0, 4-byte big-endian
+ * length, then the Frame as encodeFrame writes it), copying `data` once, into `into` when given
+ * (a view of its start is returned) or else into a new Buffer. A server that writes this buffer
+ * as-is (see the collective transport, which skips grpc-js's own prefixing copy) puts exactly the
+ * bytes on the wire that grpc-js would have; `data` then starts FRAME_DATA_ALIGNMENT-aligned from
+ * the start of the returned buffer.
+ */
+export function encodeFramedMessage(header: FrameHeader, data: Uint8Array, into?: Buffer): Buffer {
+  const frameLength = encodedFrameLength(header, data.byteLength);
+  const length = GRPC_MESSAGE_PREFIX_BYTES + frameLength;
+  if (frameLength > 0xffffffff) throw new RangeError(`a gRPC message holds at most 2^32-1 bytes, this Frame has ${frameLength}`);
+  if (into && into.byteLength < length) throw new RangeError(`encodeFramedMessage needs ${length} bytes, the buffer holds ${into.byteLength}`);
+  const out = into ? into.subarray(0, length) : Buffer.allocUnsafe(length);
+  out[0] = 0; // not compressed
+  out.writeUInt32BE(frameLength, 1);
+  encodeFrame(header, data, out.subarray(GRPC_MESSAGE_PREFIX_BYTES));
+  return out;
+}
+
 class FrameDecodeError extends Error {
   override readonly name = 'FrameDecodeError';
 }

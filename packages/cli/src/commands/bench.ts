@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { planRing, freePorts } from '@finetune/controller';
+import { planRing, freePorts, WORKER_NODE_ARGS } from '@finetune/controller';
 import { benchmarkAllReduce, busBandwidthFactor, joinRing, ringConfigFromEnv, UserError, type AllReduceBenchRow } from '@finetune/worker';
 
 const MiB = 1 << 20;
@@ -93,7 +93,7 @@ async function runOurs(world: number, sizes: number[], opts: BenchOptions): Prom
   const ports = await freePorts(world);
   const workers = planRing('bench/allreduce', world, { addressOf: (r) => `127.0.0.1:${ports[r]}`, portOf: (r) => ports[r]! }, randomBytes(24).toString('hex'));
   const entry = fileURLToPath(new URL('../../bin/ftjob.js', import.meta.url));
-  const args = [entry, 'bench', 'allreduce-worker', '--wire', opts.wire, ...sizes.flatMap((s) => ['--size', String(s)]), ...(opts.iters ? ['--iters', String(opts.iters)] : [])];
+  const args = [...WORKER_NODE_ARGS, entry, 'bench', 'allreduce-worker', '--wire', opts.wire, ...sizes.flatMap((s) => ['--size', String(s)]), ...(opts.iters ? ['--iters', String(opts.iters)] : [])];
   const rows: AllReduceBenchRow[] = [];
   const failures: string[] = [];
   await Promise.all(

@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import { createInterface } from 'node:readline';
 import type { FineTuneJob } from '@finetune/api';
-import { planWorkers } from '../plan/workers.js';
+import { planWorkers, WORKER_NODE_ARGS } from '../plan/workers.js';
 import { freePorts } from './ports.js';
 
 export interface LocalRunOptions {
@@ -56,7 +56,7 @@ export async function runLocalWorkers(options: LocalRunOptions): Promise<LocalRu
   const exits = workers.map(
     (w) =>
       new Promise<void>((resolve) => {
-        const args = [options.entry, 'worker', options.jobFile, '--threads', String(threads), ...(options.resume ? ['--resume'] : [])];
+        const args = [...WORKER_NODE_ARGS, options.entry, 'worker', options.jobFile, '--threads', String(threads), ...(options.resume ? ['--resume'] : [])];
         const child = spawn(process.execPath, args, {
           env: { ...process.env, ...w.env },
           stdio: w.rank === 0 ? ['ignore', 'inherit', 'inherit'] : ['ignore', 'pipe', 'pipe'],

@@ -26,6 +26,13 @@ export interface RingLink {
    * CollectiveError when that peer fails, disconnects or stays silent past the link's timeout.
    */
   recv(): Promise<Uint8Array>;
+  /**
+   * Optional: the caller is done with a message recv() returned and will not touch its bytes
+   * again, so the link may reuse that memory for a later message. Calling it is never required
+   * (an unreleased message is ordinary garbage); the gRPC link uses it to avoid allocating fresh
+   * buffers, which dominated its cost (transport/README.md).
+   */
+  release?(message: Uint8Array): void;
   /** Releases connections; pending operations reject. */
   close(): Promise<void>;
 }

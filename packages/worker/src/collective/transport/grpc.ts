@@ -13,6 +13,16 @@
  * returned as a view into the received buffer (8-byte aligned); a larger one is copied once into
  * a buffer of its size. The sender copies each chunk once, into the encoded frame.
  *
+ * Memory. No buffer on the data path is allocated per message (fresh multi-MiB buffers, not
+ * copies, were what made this link slow: see README.md in this folder). The sender encodes each
+ * frame as a complete gRPC message (length prefix included) into a buffer of `sendPool`; grpc-js
+ * is told to write it as-is and Node's http2 sends it without copying, so the buffer goes back to
+ * the pool from the write callback. The receiver's grpc-js call assembles each gRPC message into
+ * a buffer of `recvPool`; a message handed back with release() (the ring does, once it has summed
+ * or stored it) returns its buffer to the pool. Both hooks into grpc-js are in grpc-internals.ts.
+ * Idle pool memory is bounded (maxBufferedSendBytes + 2 frames; min(maxBufferedRecvBytes, 64 MiB)
+ * + 2 frames).
+ *
  * Faults: a peer that dies closes the TCP connection (the stream errors at once); a peer that
  * hangs is caught by HTTP/2 keepalive pings (both directions) and by the link's timers: a pending
  * recv with no frame for `timeoutMs`, or a send blocked by backpressure that makes no progress
@@ -38,7 +48,8 @@ import {
 import {
   CollectivePeerClient,
   collectiveServiceDefinition,
-  encodeFrame,
+  encodeFramedMessage,
+  framedMessageLength,
   type FrameView,
   Phase,
   type PingRequest,
@@ -50,6 +61,8 @@ import {
 import { CollectiveError, type RingLink } from '../link.js';
 import { bearerMetadata, checkBearer, checkTokenUsable, tokenDigest } from './auth.js';
 import type { TlsMaterial } from './config.js';
+import { BufferPool, raiseMallocTrimThreshold } from './buffer-pool.js';
+import { disableNagleOnAcceptedSockets, receiveIntoPool, sendPreframedMessages, type PooledMessageDecoder } from './grpc-internals.js';
 import {
   describePeer,
   formatSeconds,
@@ -70,8 +83,8 @@ export const FLOW_CONTROL_WINDOW_BYTES = 16 * MiB;
 const MAX_REQUEST_BYTES = 64 * 1024;
 /** Frame header + padding is at most this. */
 const FRAME_OVERHEAD_BYTES = 64;
-/** Frames at least this large are encoded into reused buffers. */
-const POOLED_FRAME_MIN_BYTES = 64 * 1024;
+/** gRPC length prefix + Frame header + padding is at most this. */
+const FRAMED_OVERHEAD_BYTES = FRAME_OVERHEAD_BYTES + 8;
 /** Refused calls logged per minute. */
 const REFUSAL_LOG_LIMIT = 20;
 
@@ -321,29 +334,16 @@ class GrpcCollectiveServer implements CollectiveServer {
   }
 }
 
-/** Starts this worker's CollectiveService server (Subscribe, Ping, Status). */
-/**
- * Bulk data flows server → client, but grpc-js sets TCP_NODELAY only on the sockets it dials, not
- * on those its server accepts. With Nagle's algorithm on, the tail of every message waits for the
- * peer's delayed ACK (40 ms on Linux): measured here, a 1 MiB message took 46 ms one way, and a
- * 16 MiB all-reduce between 2 ranks ran at 0.09 GB/s. grpc-js keeps its http2 servers in a
- * private map; reach it (pinned grpc-js 1.14.7, and a test fails if the field disappears) and
- * set no-delay on every accepted socket.
- */
-export function disableNagleOnAcceptedSockets(server: Server): void {
-  const http2Servers = (server as unknown as { http2Servers?: Map<import('node:net').Server, unknown> }).http2Servers;
-  if (!(http2Servers instanceof Map)) throw new Error('internal: @grpc/grpc-js no longer exposes its http2 servers; TCP_NODELAY cannot be set');
-  for (const http2Server of http2Servers.keys()) {
-    http2Server.on('connection', (socket: import('node:net').Socket) => socket.setNoDelay(true));
-  }
-}
+export { disableNagleOnAcceptedSockets } from './grpc-internals.js';
 
+/** Starts this worker's CollectiveService server (Subscribe, Ping, Status). */
 export async function startCollectiveServer(options: StartCollectiveServerOptions): Promise<CollectiveServer> {
   checkTokenUsable(options.token);
   checkIdentity(options.rank, options.worldSize, options.jobId);
   if (!Number.isInteger(options.port) || options.port < 0 || options.port > 65535) {
     throw new RangeError(`port must be an integer in [0, 65535], got ${options.port}`);
   }
+  raiseMallocTrimThreshold(); // early: it takes effect at the next GC
   const server = new GrpcCollectiveServer(options);
   const creds = options.tls
     ? ServerCredentials.createSsl(null, [{ cert_chain: options.tls.cert, private_key: options.tls.key }], false)
@@ -437,13 +437,20 @@ class Link implements GrpcRingLink {
   private writableWaiter: Waiter<void> | undefined;
   private sendTimer: NodeJS.Timeout | undefined;
   /**
-   * Reused buffers for encoding full-size frames. grpc-js copies a frame into its own buffer when
-   * it takes it off the stream's queue (before the write callback), so a buffer is free again
-   * once its write callback ran. Fresh multi-MiB buffers cost page faults on every use; reusing
-   * them makes the sender's copy nearly free.
+   * Reused buffers for outgoing frames, each a complete gRPC message (encodeFramedMessage) that
+   * grpc-js writes as-is (sendPreframedMessages) and Node's http2 sends without copying; a buffer
+   * is free again once its write callback ran (the socket took the bytes). Fresh multi-MiB
+   * buffers cost a page fault per page on every use (grpc-internals.ts); reused ones make the
+   * sender's single copy nearly free.
    */
-  private readonly framePool: Buffer[] = [];
-  private readonly framePoolLimit: number;
+  private readonly sendPool: BufferPool;
+  /**
+   * Reused buffers for incoming messages: the subchannel call's decoder assembles each gRPC
+   * message into one (receiveIntoPool); a message the consumer hands back with release() (the
+   * ring does, once summed) returns to the pool.
+   */
+  private readonly recvPool: BufferPool;
+  private decoder: PooledMessageDecoder | undefined;
 
   constructor(
     readonly rank: number,
@@ -458,7 +465,17 @@ class Link implements GrpcRingLink {
     this.prev = (rank - 1 + worldSize) % worldSize;
     this.next = (rank + 1) % worldSize;
     this.subscriberListener = (call) => this.attachOutbound(call);
-    this.framePoolLimit = Math.max(2, Math.ceil(maxBufferedSendBytes / chunkBytes) + 2);
+    this.sendPool = new BufferPool(maxBufferedSendBytes + 2 * (chunkBytes + FRAMED_OVERHEAD_BYTES));
+    this.recvPool = new BufferPool(Math.min(maxBufferedRecvBytes, 64 * MiB) + 2 * (chunkBytes + FRAMED_OVERHEAD_BYTES));
+  }
+
+  /** @internal For tests: whether the pooled paths are active, and what they did. */
+  get transportStats(): { messagesAssembledInPool: number; sendBuffersAllocated: number; recvBuffersAllocated: number } {
+    return {
+      messagesAssembledInPool: this.decoder?.pooledMessages ?? 0,
+      sendBuffersAllocated: this.sendPool.allocated,
+      recvBuffersAllocated: this.recvPool.allocated,
+    };
   }
 
   private peer(rank: number): string {
@@ -515,6 +532,13 @@ class Link implements GrpcRingLink {
       call.emit('error', { code: Status.ABORTED, details: `rank ${this.rank} is no longer in the ring` });
       return;
     }
+    try {
+      sendPreframedMessages(call);
+    } catch (err) {
+      call.emit('error', { code: Status.INTERNAL, details: (err as Error).message });
+      this.failSend(new CollectiveError(`rank ${this.rank}: ${(err as Error).message}`, this.rank));
+      return;
+    }
     this.outbound = call;
     const lost = (what: string): void => {
       if (this.closed || this.outbound !== call || call.writableEnded) return;
@@ -568,8 +592,17 @@ class Link implements GrpcRingLink {
         reject(new CollectiveError(`${this.peer(this.prev)} never accepted the subscription of rank ${this.rank}`, this.prev));
       }, Math.max(0, deadline - Date.now()));
       call.on('metadata', () => {
+        if (accepted) return;
         accepted = true;
         clearTimeout(timer);
+        try {
+          this.decoder = receiveIntoPool(call, { acquire: (bytes) => this.recvPool.lend(bytes) });
+        } catch (err) {
+          if (this.inbound === call) this.inbound = undefined;
+          call.cancel();
+          reject(new CollectiveError(`rank ${this.rank}: ${(err as Error).message}`, this.rank));
+          return;
+        }
         resolve();
       });
       call.on('data', (frame: FrameView) => this.onFrame(frame));
@@ -639,8 +672,9 @@ class Link implements GrpcRingLink {
         complete = data;
       } else {
         if (data.byteLength === 0) return this.protocolError('empty frame');
-        const buf = new Uint8Array(frame.messageBytes);
+        const buf = this.recvPool.lend(frame.messageBytes);
         buf.set(data, 0);
+        this.recvPool.giveBack(data);
         this.assembling = { buf, filled: data.byteLength };
         this.queuedBytes += data.byteLength;
       }
@@ -651,6 +685,7 @@ class Link implements GrpcRingLink {
       }
       if (data.byteLength === 0 || a.filled + data.byteLength > a.buf.byteLength) return this.protocolError('frame overruns its message');
       a.buf.set(data, a.filled);
+      this.recvPool.giveBack(data);
       a.filled += data.byteLength;
       this.queuedBytes += data.byteLength;
       if (a.filled === a.buf.byteLength) {
@@ -673,6 +708,10 @@ class Link implements GrpcRingLink {
       this.paused = true;
       this.inbound?.pause();
     }
+  }
+
+  release(message: Uint8Array): void {
+    if (!this.closed) this.recvPool.giveBack(message);
   }
 
   recv(): Promise<Uint8Array> {
@@ -730,13 +769,13 @@ class Link implements GrpcRingLink {
     do {
       const length = Math.min(this.chunkBytes, total - offset);
       const header = { message: index, messageBytes: total, offset };
-      const pooled = length >= POOLED_FRAME_MIN_BYTES ? this.framePool.pop() ?? Buffer.allocUnsafeSlow(this.chunkBytes + FRAME_OVERHEAD_BYTES) : undefined;
-      const encoded = encodeFrame(header, message.subarray(offset, offset + length), pooled);
+      const buffer = this.sendPool.acquire(framedMessageLength(header, length));
+      const encoded = encodeFramedMessage(header, message.subarray(offset, offset + length), buffer);
       offset += length;
       this.inflightBytes += encoded.byteLength;
       const ok = out.write(encoded, () => {
         this.inflightBytes -= encoded.byteLength;
-        if (pooled && this.framePool.length < this.framePoolLimit && !this.closed) this.framePool.push(pooled);
+        if (!this.closed) this.sendPool.recycle(buffer);
         this.onWriteProgress();
       });
       if (!ok || this.inflightBytes > this.maxBufferedSendBytes) await this.waitWritable(out);
@@ -788,7 +827,8 @@ class Link implements GrpcRingLink {
     this.outboundWaiter?.reject(err);
     this.outboundWaiter = undefined;
     this.server.releaseSubscriber(this.subscriberListener);
-    this.framePool.length = 0;
+    this.sendPool.clear();
+    this.recvPool.clear();
     const out = this.outbound;
     if (out && !out.cancelled && !out.writableEnded) out.end();
     this.inbound?.cancel();
@@ -843,6 +883,7 @@ export async function connectRing(options: ConnectRingOptions): Promise<GrpcRing
     throw new RangeError(`the server answers as rank ${server.rank}/${server.worldSize} of job ${JSON.stringify(server.jobId)}, not rank ${rank}/${worldSize} of job ${JSON.stringify(jobId)}`);
   }
   const deadline = Date.now() + connectDeadlineMs;
+  raiseMallocTrimThreshold();
   const link = new Link(
     rank,
     worldSize,
