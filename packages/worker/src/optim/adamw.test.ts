@@ -1,20 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { rng, randomValues } from '../testing/model-builder.js';
+import { assertClose } from './test-support.js';
 import { createOptimizer, type AdamWSpec } from './optimizer.js';
 
-// Parameters and moments are float32, the reference float64; see sgd.test.ts.
-const RTOL = 1e-6;
-const ATOL = 1e-7;
-
-function assertClose(actual: ArrayLike<number>, expected: ArrayLike<number>, what: string): void {
-  assert.equal(actual.length, expected.length, `${what}: length`);
-  for (let i = 0; i < expected.length; i++) {
-    const a = actual[i]!;
-    const e = expected[i]!;
-    assert.ok(Math.abs(a - e) <= RTOL * Math.abs(e) + ATOL, `${what}[${i}]: got ${a}, expected ${e}`);
-  }
-}
 
 /**
  * torch.optim.AdamW's documented algorithm (amsgrad off), in float64, at t = 1, 2, ...:

@@ -1,21 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { rng, randomValues } from '../testing/model-builder.js';
+import { assertClose } from './test-support.js';
 import { createOptimizer, type SgdSpec } from './optimizer.js';
 
-// Parameters and state are float32, the reference float64; a few steps of float32 rounding stay
-// far below this. Updates are ~0.1, so a wrong rule misses it by orders of magnitude.
-const RTOL = 1e-6;
-const ATOL = 1e-7;
-
-function assertClose(actual: ArrayLike<number>, expected: ArrayLike<number>, what: string): void {
-  assert.equal(actual.length, expected.length, `${what}: length`);
-  for (let i = 0; i < expected.length; i++) {
-    const a = actual[i]!;
-    const e = expected[i]!;
-    assert.ok(Math.abs(a - e) <= RTOL * Math.abs(e) + ATOL, `${what}[${i}]: got ${a}, expected ${e}`);
-  }
-}
 
 /**
  * torch.optim.SGD's documented algorithm, written out in float64:
