@@ -2,10 +2,8 @@
 // ownerReference garbage collection, namespace deletion, default ServiceAccounts.
 //   node --test test/control-plane/
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { startControlPlane } from './harness.mjs';
+import { startControlPlane, runKubectl } from './harness.mjs';
 
 const STEP_TIMEOUT_MS = 90_000;
 const START_TIMEOUT_MS = (Number(process.env.FT_BUILD_TIMEOUT_S ?? 5400) + 300) * 1000;
@@ -13,18 +11,7 @@ const START_TIMEOUT_MS = (Number(process.env.FT_BUILD_TIMEOUT_S ?? 5400) + 300) 
 let cp;
 
 function kubectl(args, { input } = {}) {
-  return new Promise((resolve, reject) => {
-    const child = execFile(
-      'kubectl',
-      ['--kubeconfig', cp.kubeconfigPath, '--cache-dir', join(cp.dir, 'kubectl-cache'), '--request-timeout=30s', ...args],
-      { timeout: 60_000, killSignal: 'SIGKILL' },
-      (err, stdout, stderr) => {
-        if (err && typeof err.code !== 'number') return reject(new Error(`kubectl ${args.join(' ')}: ${err.message}`));
-        resolve({ code: err ? err.code : 0, stdout, stderr });
-      },
-    );
-    if (input !== undefined) child.stdin.end(input);
-  });
+  return runKubectl(cp, args, { input });
 }
 async function kubectlOk(args, opts) {
   const r = await kubectl(args, opts);

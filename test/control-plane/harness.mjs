@@ -9,7 +9,7 @@
 // cluster:up` and tests start exactly the same thing. Cleanup happens in stop(), in a
 // process 'exit' hook, and, if the test process dies hard (SIGKILL), in a watchdog that
 // up.sh leaves behind to watch this process's pid.
-import { spawn, spawnSync } from 'node:child_process';
+import { execFile, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -179,4 +179,23 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   process.on('SIGINT', bye);
   process.on('SIGTERM', bye);
   setInterval(() => {}, 1 << 30);
+}
+
+/**
+ * Runs kubectl against a started control plane (admin kubeconfig unless another is given).
+ * Resolves { code, stdout, stderr }; rejects only when kubectl could not run at all.
+ */
+export function runKubectl(cp, args, { kubeconfig = cp.kubeconfigPath, input, timeoutMs = 60_000 } = {}) {
+  return new Promise((resolve, reject) => {
+    const child = execFile(
+      'kubectl',
+      ['--kubeconfig', kubeconfig, '--cache-dir', join(cp.dir, 'kubectl-cache'), '--request-timeout=30s', ...args],
+      { timeout: timeoutMs, killSignal: 'SIGKILL' },
+      (err, stdout, stderr) => {
+        if (err && typeof err.code !== 'number') return reject(new Error(`kubectl ${args.join(' ')}: ${err.message}`));
+        resolve({ code: err ? err.code : 0, stdout, stderr });
+      },
+    );
+    if (input !== undefined) child.stdin.end(input);
+  });
 }

@@ -2,11 +2,10 @@
 //   node --test test/control-plane/
 // Needs kubectl, openssl, curl, and Go (only the first time, to build the binaries).
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { startControlPlane } from './harness.mjs';
+import { startControlPlane, runKubectl } from './harness.mjs';
 
 const STEP_TIMEOUT_MS = 60_000;
 // The first run builds kube-apiserver from source: allow for it in the startup hook.
@@ -16,18 +15,7 @@ let cp;
 
 /** kubectl with the admin kubeconfig unless another one is given. Resolves {code, stdout, stderr}. */
 function kubectl(args, { kubeconfig = cp.kubeconfigPath, input, timeoutMs = STEP_TIMEOUT_MS } = {}) {
-  return new Promise((resolve, reject) => {
-    const child = execFile(
-      'kubectl',
-      ['--kubeconfig', kubeconfig, '--cache-dir', join(cp.dir, 'kubectl-cache'), '--request-timeout=30s', ...args],
-      { timeout: timeoutMs, killSignal: 'SIGKILL' },
-      (err, stdout, stderr) => {
-        if (err && typeof err.code !== 'number') return reject(new Error(`kubectl ${args.join(' ')}: ${err.message}`));
-        resolve({ code: err ? err.code : 0, stdout, stderr });
-      },
-    );
-    if (input !== undefined) child.stdin.end(input);
-  });
+  return runKubectl(cp, args, { kubeconfig, input, timeoutMs });
 }
 async function kubectlOk(args, opts) {
   const r = await kubectl(args, opts);

@@ -2,12 +2,11 @@
 // test/control-plane): it installs, a user's YAML is accepted with the schema's defaults filled
 // in, and the CEL rules and immutability hold where the schema alone cannot say it.
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, test } from 'node:test';
-import { startControlPlane } from '../control-plane/harness.mjs';
+import { startControlPlane, runKubectl } from '../control-plane/harness.mjs';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const CRD = join(ROOT, 'deploy/helm/finetune-operator/crds/finetunejobs.finetune.dev.yaml');
@@ -15,13 +14,7 @@ const START_TIMEOUT_MS = (Number(process.env.FT_BUILD_TIMEOUT_S ?? 5400) + 300) 
 let cp;
 
 function kubectl(args, input) {
-  return new Promise((resolve, reject) => {
-    const child = execFile('kubectl', ['--kubeconfig', cp.kubeconfigPath, '--cache-dir', join(cp.dir, 'kubectl-cache'), '--request-timeout=30s', ...args], { timeout: 60_000 }, (err, stdout, stderr) => {
-      if (err && typeof err.code !== 'number') return reject(err);
-      resolve({ code: err ? err.code : 0, stdout, stderr });
-    });
-    if (input !== undefined) child.stdin.end(input);
-  });
+  return runKubectl(cp, args, { input });
 }
 
 const job = (spec) => JSON.stringify({ apiVersion: 'finetune.dev/v1alpha1', kind: 'FineTuneJob', metadata: { name: 'j', namespace: 'default' }, spec });
