@@ -8,7 +8,7 @@
  * schema cannot state are CEL validations (x-kubernetes-validations).
  */
 import { stringify } from 'yaml';
-import { API_GROUP, API_VERSION, KIND, FineTuneJobSpec } from './schema.js';
+import { API_GROUP, API_VERSION, KIND, FineTuneJobSpec, FineTuneJobStatusSchema } from './schema.js';
 
 type Json = Record<string, unknown>;
 
@@ -47,7 +47,7 @@ export function toStructural(schema: Json): Json {
   }
   const type = schema.type as string | undefined;
   if (type) out.type = type;
-  for (const key of ['minimum', 'maximum', 'minLength', 'maxLength', 'pattern', 'minItems', 'maxItems', 'default'] as const) {
+  for (const key of ['minimum', 'maximum', 'minLength', 'maxLength', 'pattern', 'format', 'minItems', 'maxItems', 'default'] as const) {
     if (schema[key] !== undefined) out[key] = schema[key];
   }
   // The API server forbids uniqueItems (quadratic); a list of scalars typed 'set' is checked for
@@ -69,6 +69,8 @@ export function toStructural(schema: Json): Json {
       out.properties = Object.fromEntries(Object.entries(props).map(([k, v]) => [k, toStructural(v)]));
       const required = (schema.required as string[] | undefined)?.filter((r) => props[r]?.default === undefined);
       if (required && required.length > 0) out.required = required;
+      // Open objects (a Kubernetes volume: name + any source) keep the fields we do not list.
+      if (schema.additionalProperties === true) out['x-kubernetes-preserve-unknown-fields'] = true;
     } else if (patterns) {
       out.additionalProperties = toStructural(Object.values(patterns)[0]!);
     } else {
@@ -83,23 +85,24 @@ const SPEC_RULES = [
   { rule: 'has(self.dataset.builtin) != has(self.dataset.train)', message: 'spec.dataset: give either builtin or train, not both' },
   { rule: 'self.training.batchSize % self.workers.replicas == 0', message: 'spec.training.batchSize must be divisible by spec.workers.replicas' },
   { rule: 'self.training.batchSize % self.training.gradientAccumulationSteps == 0', message: 'spec.training.gradientAccumulationSteps must divide spec.training.batchSize' },
+  {
+    rule: '!has(self.workers.volumeMounts) || self.workers.volumeMounts.all(m, has(self.workers.volumes) && self.workers.volumes.exists(v, v.name == m.name))',
+    message: 'spec.workers.volumeMounts: every mount must name a volume in spec.workers.volumes',
+  },
   { rule: "!has(self.dataset.digits) || (has(self.dataset.builtin) && self.dataset.builtin == 'mnist')", message: "spec.dataset.digits applies only to builtin 'mnist'" },
 ];
 
 /** Fields a running job cannot change: they define what is being trained. */
 const IMMUTABLE = ['model', 'dataset', 'trainable', 'training'] as const;
 
-const STATUS_SCHEMA: Json = {
-  type: 'object',
-  description: 'observed state, written by the controller',
-  'x-kubernetes-preserve-unknown-fields': true,
-  properties: {
-    phase: { type: 'string', enum: ['Pending', 'Running', 'Restarting', 'Succeeded', 'Failed', 'Suspended'] },
-    observedGeneration: { type: 'integer' },
-    workersReady: { type: 'string', description: 'ready/total worker pods, e.g. 3/4' },
-    progress: { type: 'string', description: 'training progress, e.g. 57%' },
-  },
-};
+/** The status schema, with conditions as a map keyed by type (as metav1.Condition lists are). */
+function statusSchema(): Json {
+  const status = toStructural(FineTuneJobStatusSchema as unknown as Json);
+  const conditions = (status.properties as Record<string, Json>).conditions!;
+  conditions['x-kubernetes-list-type'] = 'map';
+  conditions['x-kubernetes-list-map-keys'] = ['type'];
+  return status;
+}
 
 export function buildCrd(): Json {
   const spec = toStructural(FineTuneJobSpec as unknown as Json);
@@ -127,6 +130,7 @@ export function buildCrd(): Json {
             { name: 'Phase', type: 'string', jsonPath: '.status.phase' },
             { name: 'Workers', type: 'string', jsonPath: '.status.workersReady', description: 'ready/total workers' },
             { name: 'Progress', type: 'string', jsonPath: '.status.progress' },
+            { name: 'Restarts', type: 'integer', jsonPath: '.status.restarts', priority: 1 },
             { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
           ],
           schema: {
@@ -139,7 +143,7 @@ export function buildCrd(): Json {
                 kind: { type: 'string' },
                 metadata: { type: 'object' },
                 spec,
-                status: STATUS_SCHEMA,
+                status: statusSchema(),
               },
             },
           },

@@ -121,13 +121,61 @@ export const TrainingSpec = Type.Object(
 
 export const ResourceList = Type.Record(Type.String(), Type.Union([Type.String(), Type.Number()]), { description: 'Kubernetes resource quantities' });
 
+export const TolerationSpec = Type.Object(
+  {
+    key: Type.Optional(Type.String({ description: 'taint key (empty with operator Exists: every taint)' })),
+    operator: Type.Optional(literals(['Exists', 'Equal'] as const, 'Equal (default) or Exists')),
+    value: Type.Optional(Type.String({ description: 'taint value (operator Equal)' })),
+    effect: Type.Optional(literals(['NoSchedule', 'PreferNoSchedule', 'NoExecute'] as const, 'taint effect (empty: every effect)')),
+    tolerationSeconds: Type.Optional(Type.Integer({ description: 'NoExecute: how long the pod stays bound after the taint appears' })),
+  },
+  { ...strict, description: 'a Kubernetes toleration' },
+);
+
+export const VolumeSpec = Type.Object(
+  { name: Type.String({ pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$', maxLength: 63, description: 'volume name, referenced by volumeMounts' }) },
+  { additionalProperties: true, description: 'a Kubernetes pod volume: name plus one source (persistentVolumeClaim, nfs, hostPath, csi, …)' },
+);
+
+export const VolumeMountSpec = Type.Object(
+  {
+    name: Type.String({ minLength: 1, description: 'the volume to mount' }),
+    mountPath: Type.String({ pattern: '^/', description: 'absolute path in the worker container' }),
+    readOnly: Type.Optional(Type.Boolean({ description: 'mount read-only' })),
+    subPath: Type.Optional(Type.String({ description: 'mount this folder of the volume instead of its root' })),
+  },
+  { ...strict, description: 'where a volume appears in the worker container' },
+);
+
 export const WorkersSpec = Type.Object(
   {
     replicas: count('data-parallel workers', 1, { default: 1 }),
     gpusPerWorker: count('nvidia.com/gpu per worker', 0, { default: 0 }),
     resources: Type.Optional(Type.Object({ requests: Type.Optional(ResourceList), limits: Type.Optional(ResourceList) }, { ...strict, description: 'CPU and memory for each worker pod' })),
+    image: Type.Optional(Type.String({ minLength: 1, description: "worker image with `ftjob` on its PATH (default: the controller's --worker-image)" })),
+    imagePullPolicy: Type.Optional(literals(['Always', 'IfNotPresent', 'Never'] as const, 'image pull policy (default: the controller\'s)')),
+    port: Type.Optional(Type.Integer({ minimum: 1024, maximum: 65535, description: 'the collective (all-reduce) port (default 29500)' })),
+    nodeSelector: Type.Optional(Type.Record(Type.String(), Type.String(), { description: 'node labels worker pods must match (e.g. a GPU pool)' })),
+    tolerations: Type.Optional(Type.Array(TolerationSpec, { maxItems: 32, description: 'taints worker pods tolerate (GPU nodes are usually tainted)' })),
+    runtimeClassName: Type.Optional(Type.String({ minLength: 1, description: 'RuntimeClass of worker pods (e.g. nvidia)' })),
+    serviceAccountName: Type.Optional(Type.String({ minLength: 1, description: 'ServiceAccount of worker pods (workers need no API permissions)' })),
+    volumes: Type.Optional(Type.Array(VolumeSpec, { maxItems: 32, description: 'pod volumes for the model, data and output (PVCs or any other volume source)' })),
+    volumeMounts: Type.Optional(Type.Array(VolumeMountSpec, { maxItems: 32, description: 'where those volumes appear in the worker container' })),
   },
   { ...strict, default: {}, description: 'workers' },
+);
+
+export const CLEAN_POD_POLICIES = ['All', 'Running', 'None'] as const;
+
+export const RunPolicySpec = Type.Object(
+  {
+    backoffLimit: count('gang restarts after retryable worker failures before the job fails', 0, { default: 3 }),
+    activeDeadlineSeconds: Type.Optional(count('fail the job once it has run this long (seconds since its workers were last started after creation or resume)')),
+    ttlSecondsAfterFinished: Type.Optional(count('delete the job this many seconds after it succeeded or failed', 0)),
+    cleanPodPolicy: literals(CLEAN_POD_POLICIES, 'worker pods deleted when the job finishes: All, Running (those still running) or None (keep them for debugging)', 'Running'),
+    schedulingTimeoutSeconds: count('fail the job when a worker pod stays Pending (unschedulable, image or config errors) this long', 1, { default: 300 }),
+  },
+  { ...strict, default: {}, description: 'restarts, deadlines and clean-up' },
 );
 
 export const OutputSpec = Type.Object(
@@ -147,6 +195,8 @@ export const FineTuneJobSpec = Type.Object(
     training: TrainingSpec,
     workers: WorkersSpec,
     output: OutputSpec,
+    runPolicy: RunPolicySpec,
+    suspend: Type.Boolean({ default: false, description: 'true stops the job: its worker pods are deleted, its status is kept; false resumes it from the latest checkpoint (what Kueue sets)' }),
   },
   { ...strict, description: 'what to fine-tune, on what data, and how' },
 );
@@ -172,6 +222,56 @@ export const FineTuneJobSchema = Type.Object(
   { ...strict },
 );
 
+export const JOB_PHASES = ['Pending', 'Running', 'Restarting', 'Succeeded', 'Failed', 'Suspended'] as const;
+export type JobPhase = (typeof JOB_PHASES)[number];
+
+/** A metav1.Condition, as the API conventions define it. */
+export const ConditionSchema = Type.Object(
+  {
+    type: Type.String({ minLength: 1, maxLength: 316, description: 'condition type, e.g. Ready' }),
+    status: literals(['True', 'False', 'Unknown'] as const, 'True, False or Unknown'),
+    observedGeneration: Type.Optional(Type.Integer({ minimum: 0, description: 'the .metadata.generation the condition was set for' })),
+    lastTransitionTime: Type.String({ format: 'date-time', description: 'when status last changed' }),
+    reason: Type.String({ minLength: 1, maxLength: 1024, pattern: '^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$', description: 'CamelCase reason' }),
+    message: Type.String({ maxLength: 32768, description: 'human-readable details' }),
+  },
+  { ...strict, description: 'a standard metav1.Condition' },
+);
+
+export const TrainingProgressSchema = Type.Object(
+  {
+    step: Type.Integer({ minimum: 0, description: 'optimizer steps done' }),
+    totalSteps: Type.Optional(Type.Integer({ minimum: 0, description: 'optimizer steps planned' })),
+    epoch: Type.Integer({ minimum: 0, description: 'current epoch' }),
+    loss: Type.Optional(Type.Number({ description: 'last training loss' })),
+    validationMetric: Type.Optional(Type.Number({ description: 'last validation metric' })),
+    validationMetricName: Type.Optional(Type.String({ description: 'val_accuracy or val_loss' })),
+    updatedAt: Type.Optional(Type.String({ format: 'date-time', description: 'when rank 0 last reported' })),
+  },
+  { ...strict, description: 'training progress read from rank 0' },
+);
+
+export const FineTuneJobStatusSchema = Type.Object(
+  {
+    phase: Type.Optional(literals(JOB_PHASES, 'where the job is in its life')),
+    conditions: Type.Optional(Type.Array(ConditionSchema, { description: 'Created, Running, Restarting, Suspended, Succeeded, Failed' })),
+    observedGeneration: Type.Optional(Type.Integer({ minimum: 0, description: 'the .metadata.generation this status describes' })),
+    replicas: Type.Optional(Type.Integer({ minimum: 0, description: 'worker pods wanted' })),
+    readyReplicas: Type.Optional(Type.Integer({ minimum: 0, description: 'worker pods ready' })),
+    workersReady: Type.Optional(Type.String({ description: 'ready/total worker pods, e.g. 3/4' })),
+    restarts: Type.Optional(Type.Integer({ minimum: 0, description: 'gang restarts so far' })),
+    startTime: Type.Optional(Type.String({ format: 'date-time', description: 'when the workers were last started (creation or resume)' })),
+    completionTime: Type.Optional(Type.String({ format: 'date-time', description: 'when the job succeeded or failed' })),
+    progress: Type.Optional(Type.String({ description: 'training progress, e.g. 57%' })),
+    training: Type.Optional(TrainingProgressSchema),
+  },
+  { ...strict, description: 'observed state, written by the controller' },
+);
+
+export type FineTuneJobStatus = Static<typeof FineTuneJobStatusSchema>;
+export type Condition = Static<typeof ConditionSchema>;
+export type TrainingProgress = Static<typeof TrainingProgressSchema>;
+
 export type FineTuneJob = Static<typeof FineTuneJobSchema>;
 export type FineTuneJobSpecT = Static<typeof FineTuneJobSpec>;
 export type ModelSpecT = Static<typeof ModelSpec>;
@@ -182,5 +282,7 @@ export type OptimizerSpecT = Static<typeof OptimizerSpec>;
 export type ScheduleSpecT = Static<typeof ScheduleSpec>;
 export type TrainingSpecT = Static<typeof TrainingSpec>;
 export type WorkersSpecT = Static<typeof WorkersSpec>;
+export type RunPolicySpecT = Static<typeof RunPolicySpec>;
+export type TolerationSpecT = Static<typeof TolerationSpec>;
 export type HeadSpecT = Static<typeof HeadSpec>;
 export type AnySchema = TSchema;

@@ -40,7 +40,7 @@ test('a minimal job gets documented defaults', () => {
 
 test('unknown fields are rejected with their path, and a near miss is suggested', () => {
   assert.deepEqual(problems(minimal + '  training:\n    epoch: 3\n'), ["spec.training.epoch: unknown field (did you mean 'epochs'?)"]);
-  assert.deepEqual(problems(minimal + '  colour: blue\n'), ['spec.colour: unknown field (allowed: model, dataset, trainable, optimizer, schedule, training, workers, output)']);
+  assert.deepEqual(problems(minimal + '  colour: blue\n'), ['spec.colour: unknown field (allowed: model, dataset, trainable, optimizer, schedule, training, workers, output, runPolicy, suspend)']);
 });
 
 test('bad values name the field and what was expected', () => {
@@ -77,4 +77,34 @@ test('YAML syntax errors give the line', () => {
   assert.deepEqual(problems('apiVersion: [unclosed\nkind: FineTuneJob\n').length, 1);
   assert.match(problems('apiVersion: [unclosed\nkind: FineTuneJob\n')[0]!, /^line \d+, column \d+: /);
   assert.deepEqual(problems('- just\n- a list\n'), ['expected a FineTuneJob object (apiVersion, kind, metadata, spec)']);
+});
+
+test('run policy and suspend get their defaults; workers take scheduling fields and volumes', () => {
+  const job = parseFineTuneJob(`${minimal}
+  workers:
+    nodeSelector: { pool: gpu }
+    tolerations: [{ key: nvidia.com/gpu, operator: Exists, effect: NoSchedule }]
+    volumes: [{ name: out, persistentVolumeClaim: { claimName: results } }]
+    volumeMounts: [{ name: out, mountPath: /out }]
+`);
+  assert.deepEqual(job.spec.runPolicy, { backoffLimit: 3, cleanPodPolicy: 'Running', schedulingTimeoutSeconds: 300 });
+  assert.equal(job.spec.suspend, false);
+  assert.deepEqual(job.spec.workers.volumes, [{ name: 'out', persistentVolumeClaim: { claimName: 'results' } }], 'the volume source is kept');
+});
+
+test('a volume mount must name a declared volume, and volume names are unique', () => {
+  assert.deepEqual(
+    problems(`${minimal}
+  workers:
+    volumes: [{ name: out, emptyDir: {} }, { name: out, emptyDir: {} }]
+    volumeMounts: [{ name: data, mountPath: /data }]
+`),
+    ["spec.workers.volumeMounts[0].name: 'data' is not a volume in spec.workers.volumes", 'spec.workers.volumes: volume names must be unique'],
+  );
+  assert.deepEqual(
+    problems(`${minimal}
+  runPolicy: { cleanPodPolicy: Some }
+`),
+    ['spec.runPolicy.cleanPodPolicy: must be one of "All", "Running", "None"'],
+  );
 });

@@ -146,6 +146,11 @@ function crossFieldProblems(job: FineTuneJob): string[] {
   if (spec.dataset.classes && spec.model.head && spec.dataset.classes.length !== spec.model.head.numClasses) {
     problems.push(`spec.dataset.classes: lists ${spec.dataset.classes.length} classes but spec.model.head.numClasses is ${spec.model.head.numClasses}`);
   }
+  const volumeNames = new Set((spec.workers.volumes ?? []).map((v) => v.name));
+  for (const [i, m] of (spec.workers.volumeMounts ?? []).entries()) {
+    if (!volumeNames.has(m.name)) problems.push(`spec.workers.volumeMounts[${i}].name: '${m.name}' is not a volume in spec.workers.volumes`);
+  }
+  if (volumeNames.size !== (spec.workers.volumes ?? []).length) problems.push('spec.workers.volumes: volume names must be unique');
   if (spec.training.batchSize % spec.workers.replicas !== 0) {
     problems.push(`spec.training.batchSize: ${spec.training.batchSize} must be divisible by spec.workers.replicas (${spec.workers.replicas})`);
   }

@@ -1,6 +1,7 @@
 /** The `ftjob` command line: one entry point, one subcommand per job. */
 import { Command, CommanderError } from 'commander';
-import { isUserError } from '@finetune/worker';
+import { WORKER_EXIT } from '@finetune/api';
+import { CollectiveError, isUserError } from '@finetune/worker';
 import { artifactsCommand } from './commands/artifacts.js';
 import { inspectCommand } from './commands/inspect.js';
 import { runCommand } from './commands/run.js';
@@ -21,7 +22,11 @@ export function buildProgram(): Command {
   return program;
 }
 
-/** Runs the CLI and returns the process exit code; user errors print one line, not a stack. */
+/**
+ * Runs the CLI and returns the process exit code; user errors print one line, not a stack. The
+ * codes tell the controller whether a restart can help (WORKER_EXIT in @finetune/api): bad input
+ * exits 2 (permanent), a lost peer 3 (retryable), a bug keeps its stack trace and exits 1.
+ */
 export async function main(argv: string[]): Promise<number> {
   try {
     await buildProgram().parseAsync(argv);
@@ -30,7 +35,11 @@ export async function main(argv: string[]): Promise<number> {
     if (err instanceof CommanderError) return err.exitCode;
     if (isUserError(err)) {
       process.stderr.write(`ftjob: error: ${err.message}\n`);
-      return 1;
+      return WORKER_EXIT.invalidInput;
+    }
+    if (err instanceof CollectiveError) {
+      process.stderr.write(`ftjob: error: ${err.message}\n`);
+      return WORKER_EXIT.peerFailure;
     }
     throw err;
   }

@@ -90,10 +90,10 @@ test('ftjob run rejects a bad spec with one line naming the field, and a missing
   const { dir, job } = workspace(1);
   writeFileSync(job, readFileSync(job, 'utf8').replace('epochs: 1', 'epoch: 1'));
   const bad = spawnSync(process.execPath, [BIN, 'run', job], { encoding: 'utf8' });
-  assert.equal(bad.status, 1);
+  assert.equal(bad.status, 2, 'bad input exits 2 (not retryable)');
   assert.equal(bad.stderr.trim(), `ftjob: error: ${job}: spec.training.epoch: unknown field (did you mean 'epochs'?)`);
   const missing = spawnSync(process.execPath, [BIN, 'run', join(dir, 'nope.yaml')], { encoding: 'utf8' });
-  assert.equal(missing.status, 1);
+  assert.equal(missing.status, 2);
   assert.match(missing.stderr, /^ftjob: error: cannot read .*nope\.yaml: ENOENT\n$/);
   assert.ok(!existsSync(join(dir, 'out')), 'nothing written');
 });

@@ -5,7 +5,7 @@
  * and writes the outputs.
  */
 import { Command, InvalidArgumentError } from 'commander';
-import { prepareRun, runTraining, ringConfigFromEnv, joinRing, statusSink, SILENT, type Ring } from '@finetune/worker';
+import { prepareRun, runTraining, ringConfigFromEnv, joinRing, startCollectiveServer, statusSink, SILENT, type CollectiveServer, type Ring, type RingEnvConfig } from '@finetune/worker';
 import { readJobFile, positiveInt } from './job-file.js';
 import { terminalProgress } from '../progress.js';
 import { printResult } from './run.js';
@@ -28,11 +28,19 @@ export function workerCommand(): Command {
       const config = distributed ? ringConfigFromEnv(process.env) : undefined;
       const rank = config?.rank ?? 0;
       const prepared = await prepareRun(job);
+      const log = (line: string) => process.stderr.write(`${line}\n`);
       let ring: Ring | undefined;
-      if (config && config.worldSize > 1) ring = await joinRing(config, (line) => process.stderr.write(`${line}\n`));
+      let server: CollectiveServer | undefined;
+      if (config && config.worldSize > 1) {
+        ring = await joinRing(config, log);
+        server = ring.server;
+      } else if (config) {
+        // Alone but under the controller: still answer Status so it can report progress.
+        server = await startStatusOnlyServer(config, log);
+      }
       try {
         const base = rank === 0 ? terminalProgress() : SILENT;
-        const progress = ring ? statusSink(ring.server, base) : base;
+        const progress = server ? statusSink(server, base) : base;
         const result = await runTraining(prepared, {
           progress,
           ...(ring ? { parallel: ring.parallel } : {}),
@@ -41,7 +49,12 @@ export function workerCommand(): Command {
         });
         if (rank === 0) printResult(result);
       } finally {
-        await ring?.close();
+        if (ring) await ring.close();
+        else await server?.close();
       }
     });
+}
+
+function startStatusOnlyServer(config: RingEnvConfig, log: (line: string) => void): Promise<CollectiveServer> {
+  return startCollectiveServer({ port: config.port, host: config.host, token: config.token, jobId: config.jobId, rank: 0, worldSize: 1, log });
 }

@@ -68,7 +68,7 @@ export async function joinRing(config: RingEnvConfig, log: (line: string) => voi
 export function statusSink(server: CollectiveServer, inner: ProgressSink): ProgressSink {
   return {
     start(info) {
-      server.setStatus({ phase: Phase.PHASE_TRAINING, step: info.startStep, message: `training ${info.totalSteps} steps` });
+      server.setStatus({ phase: Phase.PHASE_TRAINING, step: info.startStep, totalSteps: info.totalSteps, message: `training ${info.totalSteps} steps` });
       inner.start(info);
     },
     step(point) {

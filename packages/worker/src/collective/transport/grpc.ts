@@ -132,6 +132,8 @@ export interface StartCollectiveServerOptions {
 export interface WorkerStatus {
   phase: Phase;
   step: number;
+  /** Optimizer steps planned (0 until training starts). */
+  totalSteps: number;
   epoch: number;
   /** NaN before the first step. */
   lastLoss: number;
@@ -184,6 +186,7 @@ class GrpcCollectiveServer implements CollectiveServer {
       worldSize: this.worldSize,
       phase: Phase.PHASE_STARTING,
       step: 0,
+      totalSteps: 0,
       epoch: 0,
       lastLoss: NaN,
       validationMetric: undefined,
