@@ -15,6 +15,7 @@ export function workerCommand(): Command {
     .description('run one worker of a job (started by `ftjob run` or by the controller; reads FT_* rendezvous variables)')
     .argument('<job>', 'FineTuneJob YAML file')
     .option('--resume', 'continue from the latest checkpoint in the output folder')
+    .option('--resume-if-present', 'continue from the latest checkpoint when there is one, else start fresh (what the controller runs)')
     .option('--threads <n>', 'threads per onnxruntime op', (v) => {
       try {
         return positiveInt(v);
@@ -22,7 +23,7 @@ export function workerCommand(): Command {
         throw new InvalidArgumentError((err as Error).message);
       }
     })
-    .action(async (file: string, opts: { resume?: boolean; threads?: number }) => {
+    .action(async (file: string, opts: { resume?: boolean; resumeIfPresent?: boolean; threads?: number }) => {
       const job = readJobFile(file);
       const distributed = process.env.FT_WORLD_SIZE !== undefined;
       const config = distributed ? ringConfigFromEnv(process.env) : undefined;
@@ -44,7 +45,7 @@ export function workerCommand(): Command {
         const result = await runTraining(prepared, {
           progress,
           ...(ring ? { parallel: ring.parallel } : {}),
-          ...(opts.resume ? { resume: true } : {}),
+          ...(opts.resume ? { resume: true } : opts.resumeIfPresent ? { resume: 'if-present' as const } : {}),
           ...(opts.threads ? { threads: opts.threads } : {}),
         });
         if (rank === 0) printResult(result);

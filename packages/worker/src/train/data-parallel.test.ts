@@ -16,8 +16,7 @@ import { prepareRun } from './prepare.js';
 import { runTraining, type DataParallel } from './trainer.js';
 import { createMemoryRing } from '../collective/memory-link.js';
 import { allReduceMany } from '../collective/ring.js';
-import type { RingLink } from '../collective/link.js';
-import { UserError } from '../errors.js';
+import { CollectiveError, type RingLink } from '../collective/link.js';
 
 function workspace(): string {
   const dir = mkdtempSync(join(tmpdir(), 'ftjob-dp-'));
@@ -93,7 +92,8 @@ test('a dead peer ends every surviving worker with an error naming the peer and 
   });
   for (const rank of [0, 1]) {
     await assert.rejects(runs[rank]!, (err: Error) => {
-      assert.ok(err instanceof UserError, String(err));
+      assert.ok(err instanceof CollectiveError, `a CollectiveError (the retryable exit), got ${err}`);
+      assert.equal((err as CollectiveError).peer, 2);
       assert.match(err.message, /^step 4: .*peer 2/);
       assert.match(err.message, /restart with --resume/);
       return true;

@@ -27,8 +27,11 @@ import { UserError } from '../errors.js';
 import { CollectiveError } from '../collective/link.js';
 
 export interface TrainerOptions {
-  /** Continue from the latest checkpoint in the output folder. */
-  resume?: boolean;
+  /**
+   * Continue from the latest checkpoint in the output folder: `true` requires one, 'if-present'
+   * starts fresh when there is none (a gang the controller restarts before the first checkpoint).
+   */
+  resume?: boolean | 'if-present';
   progress?: ProgressSink;
   /** Threads per onnxruntime op (default: all cores). */
   threads?: number;
@@ -157,9 +160,14 @@ export async function runTraining(prepared: PreparedRun, options: TrainerOptions
 
   if (options.resume) {
     const restored = loadLatestCheckpoint<LoopState>(checkpointDir);
-    if (!restored) throw new UserError(`--resume: no checkpoint in ${checkpointDir}`);
-    ({ state, bestParams } = restoreCheckpoint(restored.state, restored.tensors, params, optimizer, paramInfo.map((p) => p.name)));
-    progress.message(`resuming from ${restored.path} (step ${state.step})`);
+    if (restored) {
+      ({ state, bestParams } = restoreCheckpoint(restored.state, restored.tensors, params, optimizer, paramInfo.map((p) => p.name)));
+      progress.message(`resuming from ${restored.path} (step ${state.step})`);
+    } else if (options.resume === true) {
+      throw new UserError(`--resume: no checkpoint in ${checkpointDir}`);
+    } else {
+      progress.message(`no checkpoint in ${checkpointDir} yet: starting from the beginning`);
+    }
   }
 
   const sessions = await TrainingSessions.create(artifacts, options.threads ? { intraOpThreads: options.threads } : {});
@@ -423,7 +431,8 @@ async function collective<T>(step: number, run: () => Promise<T>): Promise<T> {
     return await run();
   } catch (err) {
     if (err instanceof CollectiveError) {
-      throw new UserError(`step ${step}: ${err.message}; restart with --resume to continue from the last checkpoint`);
+      // Still a CollectiveError: the worker exits with the retryable code and the controller restarts the gang.
+      throw new CollectiveError(`step ${step}: ${err.message}; restart with --resume to continue from the last checkpoint`, err.peer);
     }
     throw err;
   }
