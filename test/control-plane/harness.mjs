@@ -17,6 +17,7 @@ import { fileURLToPath } from 'node:url';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const BUILD = join(HERE, 'build.sh');
+const BUILD_HELM = join(HERE, 'build-helm.sh');
 const UP = join(HERE, 'up.sh');
 const DOWN = join(HERE, 'down.sh');
 
@@ -80,6 +81,21 @@ export async function ensureBinaries({ scheduler = false, controllers = false, t
     });
   }
   return paths;
+}
+
+/**
+ * Path of the helm binary (helm.sh/helm/v3, see build-helm.sh), built into the binary cache
+ * first when missing (a cold build takes several minutes on 2 cores).
+ */
+export async function helmBinary({ timeoutMs } = {}) {
+  const { helm } = parseEnv(await run('bash', [BUILD_HELM, '--path'], { timeoutMs: 30_000 }));
+  if (existsSync(helm)) return helm;
+  process.stderr.write(`[control-plane] building helm into the binary cache (${dirname(dirname(helm))}); this takes several minutes...\n`);
+  await run('bash', [BUILD_HELM], {
+    timeoutMs: timeoutMs ?? Number(process.env.FT_BUILD_TIMEOUT_S ?? 5400) * 1000,
+    inheritStderr: true,
+  });
+  return helm;
 }
 
 /**

@@ -7,7 +7,7 @@
 //     nodes: [{ name: 'n1' }, { name: 'gpu-1', gpus: 2, taints: [...] }] });
 //   try { ... } finally { await agent.stop(); }
 import { spawn, execFile } from 'node:child_process';
-import { closeSync, mkdirSync, openSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
 import http from 'node:http';
 import net from 'node:net';
@@ -377,6 +377,14 @@ export async function startNodeAgent(opts) {
     const vdir = join(s.dir, 'volumes');
     const byName = new Map();
     for (const v of pod.spec.volumes ?? []) {
+      if (v.hostPath) {
+        // The node's own folder, as the kubelet mounts it: here the mount is that very path.
+        const path = v.hostPath.path;
+        if (v.hostPath.type === 'DirectoryOrCreate') mkdirSync(path, { recursive: true });
+        else if (!existsSync(path)) throw configError(`volume ${v.name}: hostPath ${path} does not exist`);
+        byName.set(v.name, path);
+        continue;
+      }
       const dir = join(vdir, v.name);
       mkdirSync(dir, { recursive: true });
       const src = v.configMap ?? v.secret;
@@ -401,7 +409,7 @@ export async function startNodeAgent(opts) {
           writeFileSync(file, val, { mode: it.mode ?? src.defaultMode ?? 0o644 });
         }
       } else if (!v.emptyDir) {
-        throw configError(`volume ${v.name}: only configMap, secret and emptyDir volumes are supported`);
+        throw configError(`volume ${v.name}: only configMap, secret, emptyDir and hostPath volumes are supported`);
       }
       byName.set(v.name, dir);
     }

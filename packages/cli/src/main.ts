@@ -7,6 +7,7 @@ import { inspectCommand } from './commands/inspect.js';
 import { runCommand } from './commands/run.js';
 import { workerCommand } from './commands/worker.js';
 import { benchCommand } from './commands/bench.js';
+import { controllerCommand } from './commands/controller.js';
 
 export function buildProgram(): Command {
   const program = new Command('ftjob')
@@ -19,6 +20,7 @@ export function buildProgram(): Command {
   program.addCommand(artifactsCommand());
   program.addCommand(inspectCommand());
   program.addCommand(benchCommand());
+  program.addCommand(controllerCommand());
   return program;
 }
 

@@ -6,6 +6,7 @@ export {
   headlessServiceNetwork,
   jobFileText,
   DEFAULT_WORKER_PORT,
+  DEFAULT_WORKER_METRICS_PORT,
   JOB_SPEC_PATH,
   TOKEN_KEY,
   LABELS,
@@ -27,3 +28,8 @@ export {
 } from './plan/objects.js';
 export { runLocalWorkers, type LocalRunOptions, type LocalRunResult } from './local/runner.js';
 export { freePorts } from './local/ports.js';
+export { FineTuneJobController, JOBS, type ControllerOptions } from './operator/controller.js';
+export { ControllerMetrics } from './operator/metrics.js';
+export { serveMetrics, serveHealth } from './operator/http.js';
+export { loadKubeConfig } from './kube/config.js';
+export { decide, type Decision, type Observed, type Action } from './reconcile/decide.js';

@@ -22,6 +22,8 @@ export interface LocalRunOptions {
   threads?: number;
   /** The ftjob entry script the workers run. */
   entry: string;
+  /** Serve each worker's Prometheus metrics: rank r on port metricsPort + r (FT_METRICS_PORT). */
+  metricsPort?: number;
   /** Where status lines go (default stderr). */
   log?: (line: string) => void;
 }
@@ -58,7 +60,7 @@ export async function runLocalWorkers(options: LocalRunOptions): Promise<LocalRu
       new Promise<void>((resolve) => {
         const args = [...WORKER_NODE_ARGS, options.entry, 'worker', options.jobFile, '--threads', String(threads), ...(options.resume ? ['--resume'] : [])];
         const child = spawn(process.execPath, args, {
-          env: { ...process.env, ...w.env },
+          env: { ...process.env, ...w.env, ...(options.metricsPort !== undefined ? { FT_METRICS_PORT: String(options.metricsPort + w.rank) } : {}) },
           stdio: w.rank === 0 ? ['ignore', 'inherit', 'inherit'] : ['ignore', 'pipe', 'pipe'],
         });
         children.push(child);

@@ -40,6 +40,9 @@ export const WORKER_APP_NAME = 'finetune-worker';
 export const MANAGER_NAME = 'finetune-operator';
 const CONTAINER_NAME = 'worker';
 const PORT_NAME = 'collective';
+const METRICS_PORT_NAME = 'metrics';
+/** Where workers serve Prometheus metrics in a cluster (the PodMonitor scrapes port `metrics`). */
+export const DEFAULT_WORKER_METRICS_PORT = 9464;
 const SPEC_VOLUME = 'job-spec';
 
 // ---- small local shapes of the Kubernetes objects we produce (a subset of the core/v1 API) ----
@@ -177,6 +180,12 @@ export interface ObjectPlanOptions {
   volumeMounts?: VolumeMount[];
   /** Add a tcpSocket readiness probe on the collective port (default true). */
   readinessProbe?: boolean;
+  /** Serve worker metrics on this port (FT_METRICS_PORT, container port `metrics`). */
+  metricsPort?: number;
+  /** Workers continue from the latest checkpoint when there is one (a restarted or resumed gang). */
+  resume?: boolean;
+  /** Extra pod annotations (e.g. the spec hash the reconciler compares). */
+  podAnnotations?: Record<string, string>;
 }
 
 export interface ObjectPlan {
@@ -290,12 +299,16 @@ export function desiredObjects(job: ClusterFineTuneJob, options: ObjectPlanOptio
     env.push({ name: ENV.token, valueFrom: { secretKeyRef: { name: secretName, key: TOKEN_KEY } } });
     // Listen on the pod's own address (where its peers' DNS names point), not on every interface.
     env.push({ name: 'FT_BIND_HOST', valueFrom: { fieldRef: { fieldPath: 'status.podIP' } } });
+    if (options.metricsPort !== undefined) env.push({ name: 'FT_METRICS_PORT', value: String(options.metricsPort) });
     const container: Container = {
       name: CONTAINER_NAME,
       image: options.image,
       ...(options.imagePullPolicy ? { imagePullPolicy: options.imagePullPolicy } : {}),
-      command: ['ftjob', 'worker', JOB_SPEC_PATH],
-      ports: [{ name: PORT_NAME, containerPort: port, protocol: 'TCP' }],
+      command: ['ftjob', 'worker', JOB_SPEC_PATH, ...(options.resume ? ['--resume-if-present'] : [])],
+      ports: [
+        { name: PORT_NAME, containerPort: port, protocol: 'TCP' },
+        ...(options.metricsPort !== undefined ? [{ name: METRICS_PORT_NAME, containerPort: options.metricsPort, protocol: 'TCP' as const }] : []),
+      ],
       env,
       resources: structuredClone(resources),
       volumeMounts: [{ name: SPEC_VOLUME, mountPath: JOB_SPEC_DIR, readOnly: true }, ...structuredClone(options.volumeMounts ?? [])],
@@ -304,7 +317,7 @@ export function desiredObjects(job: ClusterFineTuneJob, options: ObjectPlanOptio
     return {
       apiVersion: 'v1',
       kind: 'Pod',
-      metadata: meta(podName, { [LABELS.rank]: String(worker.rank) }),
+      metadata: { ...meta(podName, { [LABELS.rank]: String(worker.rank) }), ...(options.podAnnotations ? { annotations: { ...options.podAnnotations } } : {}) },
       spec: {
         hostname: podName,
         subdomain: names.service,

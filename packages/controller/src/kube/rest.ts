@@ -1,0 +1,181 @@
+/**
+ * A small typed REST client over the API server's paths. @kubernetes/client-node supplies the
+ * KubeConfig (kubeconfig files, in-cluster service-account credentials, exec plugins) and its
+ * fetch options; requests are plain JSON by path so every verb the controller uses (server-side
+ * apply, merge patches of the status subresource, preconditioned deletes) is one explicit call.
+ */
+import fetch, { type RequestInit } from 'node-fetch';
+import type { KubeConfig } from '@kubernetes/client-node';
+
+export interface ObjectMeta {
+  name: string;
+  namespace?: string;
+  uid?: string;
+  resourceVersion?: string;
+  generation?: number;
+  creationTimestamp?: string;
+  deletionTimestamp?: string;
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+  ownerReferences?: { apiVersion: string; kind: string; name: string; uid: string; controller?: boolean }[];
+}
+
+export interface KubeObject {
+  apiVersion?: string;
+  kind?: string;
+  metadata: ObjectMeta;
+}
+
+export interface KubeList<T> {
+  metadata: { resourceVersion: string; continue?: string };
+  items: T[];
+}
+
+/** A resource type: where its objects live. */
+export interface ResourceType {
+  /** '' for the core group. */
+  group: string;
+  version: string;
+  plural: string;
+  kind: string;
+}
+
+export const RESOURCES = {
+  pods: { group: '', version: 'v1', plural: 'pods', kind: 'Pod' },
+  services: { group: '', version: 'v1', plural: 'services', kind: 'Service' },
+  configMaps: { group: '', version: 'v1', plural: 'configmaps', kind: 'ConfigMap' },
+  secrets: { group: '', version: 'v1', plural: 'secrets', kind: 'Secret' },
+  events: { group: '', version: 'v1', plural: 'events', kind: 'Event' },
+  leases: { group: 'coordination.k8s.io', version: 'v1', plural: 'leases', kind: 'Lease' },
+} as const satisfies Record<string, ResourceType>;
+
+/** An error answer from the API server, with its HTTP code and Status reason. */
+export class ApiError extends Error {
+  override readonly name = 'ApiError';
+  constructor(
+    readonly code: number,
+    readonly reason: string,
+    message: string,
+    readonly verb: string,
+    readonly resource: string,
+  ) {
+    super(message);
+  }
+}
+
+export const isNotFound = (err: unknown): boolean => err instanceof ApiError && err.code === 404;
+export const isConflict = (err: unknown): boolean => err instanceof ApiError && err.code === 409 && err.reason === 'Conflict';
+export const isAlreadyExists = (err: unknown): boolean => err instanceof ApiError && err.code === 409 && err.reason === 'AlreadyExists';
+
+/** Builds `/api/v1/namespaces/ns/pods/name/status`-style paths. */
+export function resourcePath(type: ResourceType, namespace?: string, name?: string, subresource?: string): string {
+  const base = type.group ? `/apis/${type.group}/${type.version}` : `/api/${type.version}`;
+  let path = base;
+  if (namespace) path += `/namespaces/${encodeURIComponent(namespace)}`;
+  path += `/${type.plural}`;
+  if (name) path += `/${encodeURIComponent(name)}`;
+  if (subresource) path += `/${subresource}`;
+  return path;
+}
+
+export type PatchType = 'merge' | 'apply' | 'json';
+const PATCH_CONTENT_TYPE: Record<PatchType, string> = {
+  merge: 'application/merge-patch+json',
+  apply: 'application/apply-patch+yaml',
+  json: 'application/json-patch+json',
+};
+
+/** Called after every failed request (the controller counts them in a metric). */
+export type ErrorObserver = (verb: string, resource: string, err: ApiError) => void;
+
+export class KubeRest {
+  private readonly server: string;
+
+  constructor(
+    readonly config: KubeConfig,
+    private readonly onError: ErrorObserver = () => {},
+    private readonly timeoutMs = 30_000,
+  ) {
+    const cluster = config.getCurrentCluster();
+    if (!cluster) throw new Error('the kubeconfig has no current cluster');
+    this.server = cluster.server.replace(/\/$/, '');
+  }
+
+  async get<T>(type: ResourceType, namespace: string | undefined, name: string): Promise<T> {
+    return this.request<T>('get', type, resourcePath(type, namespace, name));
+  }
+
+  async list<T>(type: ResourceType, namespace?: string, query: Record<string, string> = {}): Promise<KubeList<T>> {
+    const items: T[] = [];
+    let continueToken: string | undefined;
+    let resourceVersion = '';
+    do {
+      const q = new URLSearchParams({ ...query, limit: '500', ...(continueToken ? { continue: continueToken } : {}) });
+      const page = await this.request<KubeList<T>>('list', type, `${resourcePath(type, namespace)}?${q}`);
+      items.push(...page.items);
+      continueToken = page.metadata.continue || undefined;
+      resourceVersion = page.metadata.resourceVersion;
+    } while (continueToken);
+    return { metadata: { resourceVersion }, items };
+  }
+
+  async create<T>(type: ResourceType, namespace: string, body: unknown): Promise<T> {
+    return this.request<T>('create', type, resourcePath(type, namespace), { method: 'POST', body });
+  }
+
+  async replace<T>(type: ResourceType, namespace: string, name: string, body: unknown, subresource?: string): Promise<T> {
+    return this.request<T>(subresource ? `update/${subresource}` : 'update', type, resourcePath(type, namespace, name, subresource), { method: 'PUT', body });
+  }
+
+  /** Server-side apply (`fieldManager` owns the fields it sends) or a merge/JSON patch. */
+  async patch<T>(type: ResourceType, namespace: string, name: string, body: unknown, patchType: PatchType, options: { fieldManager?: string; subresource?: string } = {}): Promise<T> {
+    const q = new URLSearchParams();
+    if (options.fieldManager) q.set('fieldManager', options.fieldManager);
+    if (patchType === 'apply') q.set('force', 'true');
+    const path = `${resourcePath(type, namespace, name, options.subresource)}${q.size ? `?${q}` : ''}`;
+    return this.request<T>(options.subresource ? `patch/${options.subresource}` : 'patch', type, path, { method: 'PATCH', body, contentType: PATCH_CONTENT_TYPE[patchType] });
+  }
+
+  /** Deletes with background propagation; a uid precondition never deletes a newer namesake. */
+  async delete(type: ResourceType, namespace: string, name: string, options: { uid?: string; gracePeriodSeconds?: number } = {}): Promise<void> {
+    const body = {
+      apiVersion: 'v1',
+      kind: 'DeleteOptions',
+      propagationPolicy: 'Background',
+      ...(options.uid ? { preconditions: { uid: options.uid } } : {}),
+      ...(options.gracePeriodSeconds !== undefined ? { gracePeriodSeconds: options.gracePeriodSeconds } : {}),
+    };
+    await this.request('delete', type, resourcePath(type, namespace, name), { method: 'DELETE', body });
+  }
+
+  private async request<T>(verb: string, type: ResourceType, path: string, init: { method?: string; body?: unknown; contentType?: string } = {}): Promise<T> {
+    const options: RequestInit = await this.config.applyToFetchOptions({});
+    const headers: Record<string, string> = { ...(options.headers as Record<string, string> | undefined), accept: 'application/json' };
+    const requestInit: RequestInit = { ...options, method: init.method ?? 'GET', headers, timeout: this.timeoutMs };
+    if (init.body !== undefined) {
+      headers['content-type'] = init.contentType ?? 'application/json';
+      requestInit.body = JSON.stringify(init.body);
+    }
+    let response;
+    try {
+      response = await fetch(`${this.server}${path}`, requestInit);
+    } catch (err) {
+      const error = new ApiError(0, 'NetworkError', `${verb} ${path}: ${(err as Error).message}`, verb, type.plural);
+      this.onError(verb, type.plural, error);
+      throw error;
+    }
+    const text = await response.text();
+    if (!response.ok) {
+      let status: { reason?: string; message?: string } = {};
+      try {
+        status = JSON.parse(text) as typeof status;
+      } catch {
+        status = { message: text.slice(0, 500) };
+      }
+      const error = new ApiError(response.status, status.reason ?? response.statusText, `${verb} ${path}: ${response.status} ${status.message ?? response.statusText}`, verb, type.plural);
+      this.onError(verb, type.plural, error);
+      throw error;
+    }
+    return (text ? JSON.parse(text) : undefined) as T;
+  }
+}

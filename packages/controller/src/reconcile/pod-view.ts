@@ -1,0 +1,76 @@
+/**
+ * What the reconciler needs to know about one worker pod, read from its core/v1 status: phase,
+ * readiness, exit code, and why it is stuck when it is Pending.
+ */
+import type { KubeObject } from '../kube/rest.js';
+import { LABELS } from '../plan/objects.js';
+
+/** Pod annotation: hash of the pod spec the controller planned (a changed spec restarts the gang). */
+export const SPEC_HASH_ANNOTATION = 'finetune.dev/spec-hash';
+
+export interface KubePod extends KubeObject {
+  spec?: { nodeName?: string };
+  status?: {
+    phase?: 'Pending' | 'Running' | 'Succeeded' | 'Failed' | 'Unknown';
+    podIP?: string;
+    conditions?: { type: string; status: string; reason?: string; message?: string }[];
+    containerStatuses?: {
+      name: string;
+      ready?: boolean;
+      state?: {
+        waiting?: { reason?: string; message?: string };
+        running?: { startedAt?: string };
+        terminated?: { exitCode: number; reason?: string; message?: string };
+      };
+    }[];
+  };
+}
+
+export interface PodView {
+  name: string;
+  uid: string;
+  rank: number;
+  phase: 'Pending' | 'Running' | 'Succeeded' | 'Failed' | 'Unknown';
+  ready: boolean;
+  terminating: boolean;
+  createdAt: Date;
+  ip?: string;
+  specHash?: string;
+  /** Set when the container has terminated. */
+  exitCode?: number;
+  /** Why the pod is not running yet, e.g. `Unschedulable: 0/2 nodes are available: …` or `ImagePullBackOff: …`. */
+  pendingReason?: string;
+  /** Why it stopped: reason and message of the terminated container. */
+  terminationMessage?: string;
+}
+
+export function podView(pod: KubePod): PodView | undefined {
+  const rank = Number(pod.metadata.labels?.[LABELS.rank]);
+  if (!Number.isInteger(rank) || rank < 0) return undefined;
+  const container = pod.status?.containerStatuses?.[0];
+  const terminated = container?.state?.terminated;
+  const waiting = container?.state?.waiting;
+  const scheduled = pod.status?.conditions?.find((c) => c.type === 'PodScheduled');
+  const phase = pod.status?.phase ?? 'Pending';
+  const view: PodView = {
+    name: pod.metadata.name,
+    uid: pod.metadata.uid ?? '',
+    rank,
+    phase,
+    ready: pod.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false,
+    terminating: Boolean(pod.metadata.deletionTimestamp),
+    createdAt: new Date(pod.metadata.creationTimestamp ?? 0),
+  };
+  if (pod.status?.podIP) view.ip = pod.status.podIP;
+  const hash = pod.metadata.annotations?.[SPEC_HASH_ANNOTATION];
+  if (hash) view.specHash = hash;
+  if (terminated) {
+    view.exitCode = terminated.exitCode;
+    view.terminationMessage = [terminated.reason, terminated.message?.trim()].filter(Boolean).join(': ');
+  }
+  if (phase === 'Pending') {
+    if (scheduled?.status === 'False') view.pendingReason = `${scheduled.reason ?? 'Unschedulable'}: ${scheduled.message ?? ''}`.trim();
+    else if (waiting?.reason) view.pendingReason = `${waiting.reason}${waiting.message ? `: ${waiting.message}` : ''}`;
+  }
+  return view;
+}

@@ -1,0 +1,219 @@
+// The operator end to end on real components: etcd + kube-apiserver + kube-scheduler +
+// kube-controller-manager (garbage collection) built from their Go modules, the node agent
+// running worker pods as local processes, `ftjob controller` as its own process, and kubectl.
+//   node --test test/operator/
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { after, before, test } from 'node:test';
+import { startControlPlane, runKubectl } from '../control-plane/harness.mjs';
+import { startNodeAgent } from '../node-agent/agent.mjs';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const CRD = join(ROOT, 'deploy/helm/finetune-operator/crds/finetunejobs.finetune.dev.yaml');
+const FTJOB = join(ROOT, 'packages/cli/bin/ftjob.js');
+const MODELS = join(ROOT, 'examples/models');
+const START_TIMEOUT_MS = (Number(process.env.FT_BUILD_TIMEOUT_S ?? 5400) + 300) * 1000;
+const NS = 'default';
+
+let cp;
+let agent;
+let work;
+let controller;
+
+const kubectl = async (args, input) => {
+  const r = await runKubectl(cp, args, { input });
+  if (r.code !== 0) throw new Error(`kubectl ${args.join(' ')}: ${r.stderr}`);
+  return r.stdout;
+};
+const getJson = async (...args) => JSON.parse(await kubectl(['get', ...args, '-n', NS, '-o', 'json']));
+const job = (name) => getJson('ftj', name);
+const workerPods = async (name) => (await getJson('pods', '-l', `finetune.dev/job-name=${name}`)).items;
+
+/** Polls fn() until it returns a truthy value; fails with the last value after timeoutMs. */
+async function waitFor(what, fn, timeoutMs = 60_000) {
+  const end = Date.now() + timeoutMs;
+  let last;
+  for (;;) {
+    try {
+      last = await fn();
+      if (last) return last;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > end) {
+      throw new Error(`timed out waiting for ${what}; last: ${last instanceof Error ? last.message : JSON.stringify(last)?.slice(0, 1500)}\ncontroller log:\n${controller?.output().slice(-3000)}`);
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+const waitPhase = (name, phase, timeoutMs) => waitFor(`${name} to be ${phase}`, async () => ((await job(name)).status?.phase === phase ? job(name) : false), timeoutMs);
+
+/** `ftjob controller` as a child process, with its log kept for failure messages. */
+function startController(extraArgs = []) {
+  let out = '';
+  const child = spawn(process.execPath, [FTJOB, 'controller', '--kubeconfig', cp.kubeconfigPath, '--worker-image', 'local/ftjob:dev', '--metrics-port', '0', '--health-port', '0', ...extraArgs], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  child.stdout.on('data', (d) => (out += d));
+  child.stderr.on('data', (d) => (out += d));
+  const exited = new Promise((resolve) => child.on('exit', resolve));
+  return {
+    child,
+    output: () => out,
+    async stop(signal = 'SIGTERM') {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      await exited;
+    },
+  };
+}
+
+/** A small, quick version of examples/digits-5to9.yaml whose files live on hostPath volumes. */
+function digitsJob(name, { replicas = 2, epochs = 3, perClass = 10, extra = {}, workers = {}, training = {} } = {}) {
+  const out = join(work, 'out', name);
+  return JSON.stringify({
+    apiVersion: 'finetune.dev/v1alpha1',
+    kind: 'FineTuneJob',
+    metadata: { name, namespace: NS },
+    spec: {
+      model: { source: join(MODELS, 'digits-cnn-0to4.onnx'), head: { numClasses: 5 } },
+      dataset: { builtin: 'mnist', digits: [5, 6, 7, 8, 9], maxExamplesPerClass: perClass },
+      trainable: { freezeBelow: 'conv3' },
+      optimizer: { learningRate: 0.01 },
+      training: { epochs, batchSize: 10, seed: 0, ...training },
+      workers: {
+        replicas,
+        volumes: [
+          { name: 'models', hostPath: { path: MODELS, type: 'Directory' } },
+          { name: 'out', hostPath: { path: out, type: 'DirectoryOrCreate' } },
+        ],
+        volumeMounts: [
+          { name: 'models', mountPath: MODELS, readOnly: true },
+          { name: 'out', mountPath: out },
+        ],
+        ...workers,
+      },
+      output: { path: out },
+      ...extra,
+    },
+  });
+}
+
+const reasons = async (name) => (await getJson('events', '--field-selector', `involvedObject.name=${name},involvedObject.kind=FineTuneJob`)).items.map((e) => e.reason);
+
+before(async () => {
+  cp = await startControlPlane({ scheduler: true, controllers: true });
+  work = mkdtempSync(join(tmpdir(), 'ft-operator-'));
+  await kubectl(['apply', '--server-side', '-f', CRD]);
+  await kubectl(['wait', '--for=condition=Established', '--timeout=60s', 'crd/finetunejobs.finetune.dev']);
+  agent = await startNodeAgent({
+    kubeconfigPath: cp.kubeconfigPath,
+    workdir: join(work, 'agent'),
+    nodes: [{ name: 'node-a', gpus: 2 }, { name: 'node-b', gpus: 2 }],
+  });
+  controller = startController();
+}, { timeout: START_TIMEOUT_MS });
+
+after(async () => {
+  await controller?.stop();
+  await agent?.stop();
+  await cp?.stop();
+  if (work) rmSync(work, { recursive: true, force: true });
+}, { timeout: 90_000 });
+
+test('kubectl apply → two worker pods train → Succeeded, with the fine-tuned model written and the status filled in', { timeout: 240_000 }, async () => {
+  await kubectl(['apply', '-f', '-'], digitsJob('digits'));
+  const done = await waitPhase('digits', 'Succeeded', 200_000);
+  const out = join(work, 'out', 'digits');
+  assert.ok(existsSync(join(out, 'model.onnx')), 'rank 0 wrote the model');
+  const metrics = JSON.parse(readFileSync(join(out, 'metrics.json'), 'utf8'));
+  assert.ok(metrics.final.step > 0);
+
+  const s = done.status;
+  assert.equal(s.observedGeneration, done.metadata.generation);
+  assert.equal(s.replicas, 2);
+  assert.ok(Date.parse(s.startTime) <= Date.parse(s.completionTime));
+  const cond = Object.fromEntries(s.conditions.map((c) => [c.type, c.status]));
+  assert.deepEqual(cond, { Created: 'True', Running: 'False', Succeeded: 'True' });
+  assert.equal(s.restarts ?? 0, 0);
+  for (const reason of ['Created', 'Running', 'Succeeded']) assert.ok((await reasons('digits')).includes(reason), `event ${reason}`);
+
+  // The objects it made: a headless Service, pods with stable per-rank hostnames, the spec and token.
+  const svc = await getJson('service', 'digits-workers');
+  assert.equal(svc.spec.clusterIP, 'None');
+  const pods = await workerPods('digits');
+  assert.deepEqual(pods.map((p) => p.spec.hostname).sort(), ['digits-worker-0', 'digits-worker-1']);
+  assert.ok(pods.every((p) => p.status.phase === 'Succeeded'));
+  const env = Object.fromEntries(pods.find((p) => p.metadata.name === 'digits-worker-1').spec.containers[0].env.map((e) => [e.name, e.value ?? e.valueFrom]));
+  assert.equal(env.FT_PEERS, `digits-worker-0.digits-workers.${NS}.svc:29500,digits-worker-1.digits-workers.${NS}.svc:29500`);
+  assert.deepEqual(env.FT_TOKEN, { secretKeyRef: { name: 'digits-token', key: 'token' } });
+});
+
+test('a worker killed mid-training restarts the gang, which resumes from the checkpoint and succeeds', { timeout: 300_000 }, async () => {
+  await kubectl(['apply', '-f', '-'], digitsJob('killed', { epochs: 150, perClass: 20, training: { checkpointEvery: 10 } }));
+  // Wait until training is under way and a checkpoint exists.
+  await waitFor('a checkpoint of killed', async () => (await job('killed')).status?.training?.step >= 12, 120_000);
+  const victim = agent.pod(NS, 'killed-worker-1');
+  assert.ok(victim?.pid, 'the agent runs worker 1');
+  process.kill(victim.pid, 'SIGKILL');
+  // Restarting lasts only until the old pods are gone, so look for its trace: the count and condition.
+  const restarted = await waitFor('killed to restart', async () => {
+    const j = await job('killed');
+    return j.status?.restarts === 1 ? j : false;
+  }, 30_000);
+  assert.match(restarted.status.conditions.find((c) => c.type === 'Restarting').message, /worker 1 .*exited with code 137.*restarting all 2 workers/);
+  const event = (await getJson('events', '--field-selector', 'involvedObject.name=killed,reason=Restarting')).items[0];
+  assert.equal(event?.type, 'Warning');
+  assert.match(event.message, /worker 1 \(killed-worker-1\) exited with code 137 \(Error: killed by SIGKILL\); restarting all 2 workers from the latest checkpoint \(restart 1 of 3\)/);
+  // Shorten nothing: the resumed gang continues where the checkpoint left off.
+  await waitPhase('killed', 'Succeeded', 240_000);
+  assert.match(agent.podLog(NS, 'killed-worker-0'), /resuming from .*step-\d+/);
+  assert.ok((await reasons('killed')).includes('Restarting'));
+});
+
+test('the controller killed and started again mid-job creates no duplicate pods and the job completes', { timeout: 240_000 }, async () => {
+  await kubectl(['apply', '-f', '-'], digitsJob('survivor', { epochs: 15 }));
+  await waitPhase('survivor', 'Running', 120_000);
+  const before = (await workerPods('survivor')).map((p) => p.metadata.uid).sort();
+  await controller.stop('SIGKILL');
+  controller = startController();
+  await waitPhase('survivor', 'Succeeded', 200_000);
+  const afterUids = (await workerPods('survivor')).map((p) => p.metadata.uid).sort();
+  assert.deepEqual(afterUids, before, 'the same two pods, none recreated');
+  assert.doesNotMatch(controller.output(), /reconcile .* failed/);
+});
+
+test('suspend deletes the workers and keeps the status; resume recreates them and the job completes', { timeout: 240_000 }, async () => {
+  await kubectl(['apply', '-f', '-'], digitsJob('pausable', { epochs: 300, training: { checkpointEvery: 10 } }));
+  await waitPhase('pausable', 'Running', 120_000);
+  await kubectl(['patch', 'ftj', 'pausable', '-n', NS, '--type=merge', '-p', '{"spec":{"suspend":true}}']);
+  const suspended = await waitPhase('pausable', 'Suspended', 30_000);
+  assert.equal(suspended.status.conditions.find((c) => c.type === 'Suspended').status, 'True');
+  await waitFor('pausable pods deleted', async () => (await workerPods('pausable')).length === 0, 30_000);
+  await kubectl(['patch', 'ftj', 'pausable', '-n', NS, '--type=merge', '-p', '{"spec":{"suspend":false}}']);
+  const done = await waitPhase('pausable', 'Succeeded', 200_000);
+  assert.equal(done.status.conditions.find((c) => c.type === 'Suspended').status, 'False');
+  assert.deepEqual((await reasons('pausable')).filter((r) => r === 'Suspended' || r === 'Resumed'), ['Suspended', 'Resumed']);
+});
+
+test('a job asking for more GPUs than any node has fails with the scheduler\'s reason', { timeout: 90_000 }, async () => {
+  await kubectl(['apply', '-f', '-'], digitsJob('greedy', { replicas: 1, workers: { gpusPerWorker: 8 }, extra: { runPolicy: { schedulingTimeoutSeconds: 3 } } }));
+  const failed = await waitPhase('greedy', 'Failed', 60_000);
+  const cond = failed.status.conditions.find((c) => c.type === 'Failed');
+  assert.equal(cond.reason, 'Unschedulable');
+  assert.match(cond.message, /Pending for more than 3 s.*Insufficient nvidia\.com\/gpu/);
+  assert.equal((await workerPods('greedy')).length, 0, 'cleanPodPolicy Running deleted the pending pod');
+});
+
+test('deleting a job removes everything it created', { timeout: 90_000 }, async () => {
+  await kubectl(['apply', '-f', '-'], digitsJob('doomed', { epochs: 500 }));
+  await waitPhase('doomed', 'Running', 120_000);
+  await kubectl(['delete', 'ftj', 'doomed', '-n', NS, '--wait=true']);
+  await waitFor('the objects of doomed gone', async () => {
+    const left = await Promise.all(['pods', 'services', 'configmaps', 'secrets'].map(async (kind) => (await getJson(kind, '-l', 'finetune.dev/job-name=doomed')).items.length));
+    return left.every((n) => n === 0);
+  }, 60_000);
+});
