@@ -33,3 +33,7 @@ export { ControllerMetrics } from './operator/metrics.js';
 export { serveMetrics, serveHealth } from './operator/http.js';
 export { loadKubeConfig } from './kube/config.js';
 export { decide, type Decision, type Observed, type Action } from './reconcile/decide.js';
+export { Reflector, objectKey, type ReflectorOptions, type ChangeType } from './kube/reflector.js';
+export { KubeRest, ApiError, RESOURCES, resourcePath, isNotFound, isConflict, isAlreadyExists, type KubeObject, type ResourceType } from './kube/rest.js';
+export { LeaderElector, type LeaderElectionOptions } from './kube/leader.js';
+export { WorkQueue } from './runtime/work-queue.js';
