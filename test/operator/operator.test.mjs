@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { after, before, test } from 'node:test';
 import { startControlPlane, runKubectl } from '../control-plane/harness.mjs';
 import { startNodeAgent } from '../node-agent/agent.mjs';
+import { renderForDevCluster } from '../../tools/local-example.mjs';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const CRD = join(ROOT, 'deploy/helm/finetune-operator/crds/finetunejobs.finetune.dev.yaml');
@@ -124,13 +125,17 @@ after(async () => {
   if (work) rmSync(work, { recursive: true, force: true });
 }, { timeout: 90_000 });
 
-test('kubectl apply → two worker pods train → Succeeded, with the fine-tuned model written and the status filled in', { timeout: 240_000 }, async () => {
-  await kubectl(['apply', '-f', '-'], digitsJob('digits'));
-  const done = await waitPhase('digits', 'Succeeded', 200_000);
-  const out = join(work, 'out', 'digits');
+test('kubectl apply of the cluster example → two worker pods train → Succeeded, with the fine-tuned model written and the status filled in', { timeout: 300_000 }, async () => {
+  const example = renderForDevCluster(readFileSync(join(ROOT, 'examples/cluster/digits-5to9.yaml'), 'utf8'), join(work, 'results'));
+  await kubectl(['apply', '-f', '-'], example);
+  await waitFor('digits-5to9 to report training progress', async () => (await job('digits-5to9')).status?.training?.step > 0, 120_000);
+  const done = await waitPhase('digits-5to9', 'Succeeded', 240_000);
+  const out = join(work, 'results', 'finetune-results', 'digits-5to9');
   assert.ok(existsSync(join(out, 'model.onnx')), 'rank 0 wrote the model');
   const metrics = JSON.parse(readFileSync(join(out, 'metrics.json'), 'utf8'));
-  assert.ok(metrics.final.step > 0);
+  assert.ok(metrics.best.accuracy > 0.9, `fine-tuned to ${metrics.best.accuracy}`);
+  assert.equal(done.status.progress, '100%');
+  assert.equal(done.status.training.validationMetricName, 'val_accuracy');
 
   const s = done.status;
   assert.equal(s.observedGeneration, done.metadata.generation);
@@ -139,17 +144,19 @@ test('kubectl apply → two worker pods train → Succeeded, with the fine-tuned
   const cond = Object.fromEntries(s.conditions.map((c) => [c.type, c.status]));
   assert.deepEqual(cond, { Created: 'True', Running: 'False', Succeeded: 'True' });
   assert.equal(s.restarts ?? 0, 0);
-  for (const reason of ['Created', 'Running', 'Succeeded']) assert.ok((await reasons('digits')).includes(reason), `event ${reason}`);
+  assert.deepEqual(await reasons('digits-5to9'), ['Created', 'Running', 'Succeeded'], 'one event per transition');
 
   // The objects it made: a headless Service, pods with stable per-rank hostnames, the spec and token.
-  const svc = await getJson('service', 'digits-workers');
+  const svc = await getJson('service', 'digits-5to9-workers');
   assert.equal(svc.spec.clusterIP, 'None');
-  const pods = await workerPods('digits');
-  assert.deepEqual(pods.map((p) => p.spec.hostname).sort(), ['digits-worker-0', 'digits-worker-1']);
+  const pods = await workerPods('digits-5to9');
+  assert.deepEqual(pods.map((p) => p.spec.hostname).sort(), ['digits-5to9-worker-0', 'digits-5to9-worker-1']);
+  assert.ok(pods.every((p) => p.spec.containers[0].resources.limits['nvidia.com/gpu'] === '1'));
+  assert.ok(pods.every((p) => p.spec.tolerations.some((t) => t.key === 'nvidia.com/gpu')));
   assert.ok(pods.every((p) => p.status.phase === 'Succeeded'));
-  const env = Object.fromEntries(pods.find((p) => p.metadata.name === 'digits-worker-1').spec.containers[0].env.map((e) => [e.name, e.value ?? e.valueFrom]));
-  assert.equal(env.FT_PEERS, `digits-worker-0.digits-workers.${NS}.svc:29500,digits-worker-1.digits-workers.${NS}.svc:29500`);
-  assert.deepEqual(env.FT_TOKEN, { secretKeyRef: { name: 'digits-token', key: 'token' } });
+  const env = Object.fromEntries(pods.find((p) => p.metadata.name === 'digits-5to9-worker-1').spec.containers[0].env.map((e) => [e.name, e.value ?? e.valueFrom]));
+  assert.equal(env.FT_PEERS, `digits-5to9-worker-0.digits-5to9-workers.${NS}.svc:29500,digits-5to9-worker-1.digits-5to9-workers.${NS}.svc:29500`);
+  assert.deepEqual(env.FT_TOKEN, { secretKeyRef: { name: 'digits-5to9-token', key: 'token' } });
 });
 
 test('a worker killed mid-training restarts the gang, which resumes from the checkpoint and succeeds', { timeout: 300_000 }, async () => {
@@ -160,10 +167,13 @@ test('a worker killed mid-training restarts the gang, which resumes from the che
   assert.ok(victim?.pid, 'the agent runs worker 1');
   process.kill(victim.pid, 'SIGKILL');
   // Restarting lasts only until the old pods are gone, so look for its trace: the count and condition.
+  let seen;
   const restarted = await waitFor('killed to restart', async () => {
-    const j = await job('killed');
-    return j.status?.restarts === 1 ? j : false;
-  }, 30_000);
+    seen = await job('killed');
+    return seen.status?.restarts === 1 ? seen : false;
+  }, 30_000).catch((err) => {
+    throw new Error(`${err.message}\nstatus: ${JSON.stringify(seen?.status)}\nworker 0: ${agent.podLog(NS, 'killed-worker-0').slice(-1500)}\nworker 1: ${agent.podLog(NS, 'killed-worker-1').slice(-800)}`);
+  });
   assert.match(restarted.status.conditions.find((c) => c.type === 'Restarting').message, /worker 1 .*exited with code 137.*restarting all 2 workers/);
   const event = (await getJson('events', '--field-selector', 'involvedObject.name=killed,reason=Restarting')).items[0];
   assert.equal(event?.type, 'Warning');
@@ -216,4 +226,30 @@ test('deleting a job removes everything it created', { timeout: 90_000 }, async 
     const left = await Promise.all(['pods', 'services', 'configmaps', 'secrets'].map(async (kind) => (await getJson(kind, '-l', 'finetune.dev/job-name=doomed')).items.length));
     return left.every((n) => n === 0);
   }, 60_000);
+});
+
+test('two controllers with leader election: one acts; when it dies the other takes over', { timeout: 240_000 }, async () => {
+  await controller.stop();
+  const elect = ['--leader-elect', '--leader-election-namespace', NS];
+  const a = startController(elect);
+  const b = startController(elect);
+  try {
+    const leaderLine = /became the leader/;
+    const first = await waitFor('a leader', () => [a, b].find((c) => leaderLine.test(c.output())), 30_000);
+    const other = first === a ? b : a;
+    await kubectl(['apply', '-f', '-'], digitsJob('elected', { replicas: 1, epochs: 2 }));
+    await waitPhase('elected', 'Succeeded', 120_000);
+    assert.doesNotMatch(other.output(), leaderLine, 'the standby never acted');
+    const lease = await getJson('lease', 'finetune-operator-leader');
+    assert.match(first.output(), new RegExp(`${lease.spec.holderIdentity} became the leader`));
+
+    await first.stop('SIGKILL'); // no clean hand-over: the standby waits for the lease to expire
+    await waitFor('the standby to lead', () => leaderLine.test(other.output()), 40_000);
+    await kubectl(['apply', '-f', '-'], digitsJob('failover', { replicas: 1, epochs: 2 }));
+    await waitPhase('failover', 'Succeeded', 120_000);
+  } finally {
+    await a.stop();
+    await b.stop();
+    controller = undefined;
+  }
 });

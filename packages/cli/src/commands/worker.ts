@@ -2,10 +2,10 @@
  * `ftjob worker JOB.yaml`: one data-parallel worker. Its rank, world size, peers and token come
  * from the environment the local runner or the controller sets (FT_RANK, FT_WORLD_SIZE, FT_PEERS,
  * FT_PORT, FT_JOB_ID, FT_TOKEN). Without FT_WORLD_SIZE it trains alone. Rank 0 shows progress
- * and writes the outputs.
+ * and writes the outputs. With FT_METRICS_PORT it serves Prometheus metrics at /metrics until it exits.
  */
 import { Command, InvalidArgumentError } from 'commander';
-import { prepareRun, runTraining, ringConfigFromEnv, joinRing, startCollectiveServer, statusSink, SILENT, type CollectiveServer, type Ring, type RingEnvConfig } from '@finetune/worker';
+import { prepareRun, runTraining, startWorkerMetrics, type StartedMetrics, ringConfigFromEnv, joinRing, startCollectiveServer, statusSink, SILENT, type CollectiveServer, type Ring, type RingEnvConfig } from '@finetune/worker';
 import { readJobFile, positiveInt } from './job-file.js';
 import { terminalProgress } from '../progress.js';
 import { printResult } from './run.js';
@@ -39,23 +39,35 @@ export function workerCommand(): Command {
         // Alone but under the controller: still answer Status so it can report progress.
         server = await startStatusOnlyServer(config, log);
       }
+      let served: StartedMetrics | undefined;
       try {
+        served = await startWorkerMetrics(job, rank, process.env);
         const base = rank === 0 ? terminalProgress() : SILENT;
         const progress = server ? statusSink(server, base) : base;
         const result = await runTraining(prepared, {
           progress,
+          metrics: served.metrics,
           ...(ring ? { parallel: ring.parallel } : {}),
           ...(opts.resume ? { resume: true } : opts.resumeIfPresent ? { resume: 'if-present' as const } : {}),
           ...(opts.threads ? { threads: opts.threads } : {}),
         });
         if (rank === 0) printResult(result);
       } finally {
-        if (ring) await ring.close();
-        else await server?.close();
+        // Closing after a failure must not replace the error that says what went wrong.
+        await closeQuietly(() => (ring ? ring.close() : server?.close()), log);
+        await closeQuietly(() => served?.close(), log);
       }
     });
 }
 
 function startStatusOnlyServer(config: RingEnvConfig, log: (line: string) => void): Promise<CollectiveServer> {
   return startCollectiveServer({ port: config.port, host: config.host, token: config.token, jobId: config.jobId, rank: 0, worldSize: 1, log });
+}
+
+async function closeQuietly(close: () => Promise<void> | undefined, log: (line: string) => void): Promise<void> {
+  try {
+    await close();
+  } catch (err) {
+    log(`while closing: ${(err as Error).message}`);
+  }
 }

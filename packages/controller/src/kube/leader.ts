@@ -82,22 +82,25 @@ export class LeaderElector {
 
   private async tick(): Promise<void> {
     if (this.stopped) return;
+    // The renewTime this attempt writes is about now: the renew deadline counts from here, so a
+    // leader gives up before a candidate that reads that renewTime sees the lease expire.
+    const attemptStarted = Date.now();
     let ok = false;
     try {
-      ok = await this.tryAcquireOrRenew();
+      ok = await this.withinRenewDeadline(this.tryAcquireOrRenew(), attemptStarted);
     } catch (err) {
       this.options.log?.(`leader election: ${(err as Error).message}`);
     }
     if (this.stopped) return;
     const now = Date.now();
     if (ok) {
-      this.lastRenew = now;
+      this.lastRenew = attemptStarted;
       if (!this.leading) {
         this.leading = true;
         this.options.log?.(`leader election: ${this.identity} became the leader (lease ${this.options.namespace}/${this.options.name})`);
         this.options.onStarted();
       }
-    } else if (this.leading && now - this.lastRenew > this.renewDeadlineMs) {
+    } else if (this.leading && now - this.lastRenew >= this.renewDeadlineMs) {
       this.leading = false;
       this.options.log?.(`leader election: ${this.identity} could not renew the lease for ${this.renewDeadlineMs} ms, stepping down`);
       this.options.onLost();
@@ -105,6 +108,21 @@ export class LeaderElector {
     }
     this.timer = setTimeout(() => void this.tick(), this.retryMs);
     this.timer.unref();
+  }
+
+  /**
+   * Gives up waiting on an attempt at the renew deadline (a leader's: since its last renewal).
+   * A request to an API server that stopped answering would otherwise hang for the HTTP
+   * timeout, long after the lease expired and another replica took over.
+   */
+  private withinRenewDeadline<T>(attempt: Promise<T>, started: number): Promise<T> {
+    const deadline = (this.leading ? this.lastRenew : started) + this.renewDeadlineMs;
+    let timer: NodeJS.Timeout | undefined;
+    const expired = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no answer from the API server within the renew deadline (${this.renewDeadlineMs} ms)`)), Math.max(0, deadline - Date.now()));
+    });
+    void expired;
+    return attempt.finally(() => clearTimeout(timer));
   }
 
   private async tryAcquireOrRenew(): Promise<boolean> {

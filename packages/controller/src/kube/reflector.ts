@@ -103,7 +103,7 @@ export class Reflector<T extends KubeObject> {
     for (const [key, old] of this.store) {
       if (!seen.has(key)) {
         this.store.delete(key);
-        this.options.onChange('DELETED', old);
+        void old;
       }
     }
     this.resourceVersion = list.metadata.resourceVersion;

@@ -105,12 +105,13 @@ export class KubeRest {
     return this.request<T>('get', type, resourcePath(type, namespace, name));
   }
 
+  /** Lists every page (500 objects a page unless `query.limit` says otherwise). */
   async list<T>(type: ResourceType, namespace?: string, query: Record<string, string> = {}): Promise<KubeList<T>> {
     const items: T[] = [];
     let continueToken: string | undefined;
     let resourceVersion = '';
     do {
-      const q = new URLSearchParams({ ...query, limit: '500', ...(continueToken ? { continue: continueToken } : {}) });
+      const q = new URLSearchParams({ limit: '500', ...query, ...(continueToken ? { continue: continueToken } : {}) });
       const page = await this.request<KubeList<T>>('list', type, `${resourcePath(type, namespace)}?${q}`);
       items.push(...page.items);
       continueToken = page.metadata.continue || undefined;

@@ -69,7 +69,7 @@ export class FineTuneJobController {
   readonly services: Reflector<KubeObject>;
   readonly configMaps: Reflector<KubeObject & { data?: Record<string, string> }>;
   readonly secrets: Reflector<KubeObject & { data?: Record<string, string> }>;
-  private readonly queue = new WorkQueue();
+  private queue = new WorkQueue();
   private readonly elector: LeaderElector | undefined;
   private readonly readProgress: ProgressReader;
   private readonly log: (line: string) => void;
@@ -147,6 +147,8 @@ export class FineTuneJobController {
 
   private lead(): void {
     if (this.stopped) return;
+    // A queue stopped when leadership was lost cannot run again: start from a fresh one.
+    this.queue = new WorkQueue();
     this.metrics.isLeader.set(1);
     for (const job of this.jobs.list()) this.queue.add(objectKey(job));
     this.running = this.queue.run(this.options.concurrency ?? 4, (key) => this.reconcileKey(key));

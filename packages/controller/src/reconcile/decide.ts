@@ -109,8 +109,9 @@ class Decider {
     this.deletePods(doomed);
     const ttl = this.o.job.spec.runPolicy.ttlSecondsAfterFinished;
     if (ttl === undefined) return;
-    const finishedAt = Date.parse(this.status.completionTime ?? this.o.now.toISOString());
-    const left = finishedAt + ttl * 1000 - this.o.now.getTime();
+    // A finished status without completionTime (edited by hand) starts its TTL now, once, not on every pass.
+    this.status.completionTime ??= this.o.now.toISOString();
+    const left = Date.parse(this.status.completionTime) + ttl * 1000 - this.o.now.getTime();
     if (left <= 0) this.actions.push({ kind: 'deleteJob' });
     else this.requeue(left);
   }
@@ -122,6 +123,8 @@ class Decider {
     delete this.status.startTime;
     this.setCondition(CONDITION.suspended, true, 'JobSuspended', 'spec.suspend is true: worker pods deleted');
     this.setCondition(CONDITION.running, false, 'JobSuspended', 'the job is suspended');
+    // Suspending ends a gang restart under way: on resume the gang starts from Pending.
+    if (conditionIs(this.status.conditions, CONDITION.restarting)) this.setCondition(CONDITION.restarting, false, 'JobSuspended', 'the job was suspended while its workers were restarting');
     this.emit('Normal', 'Suspended', `job suspended: deleting ${this.live.length} worker pod(s)`);
   }
 
@@ -142,6 +145,7 @@ class Decider {
       this.enterPhase('Pending');
       const cause = status.conditions?.find((c) => c.type === CONDITION.restarting)?.message;
       this.setCondition(CONDITION.restarting, false, 'WorkersRecreated', `workers recreated${cause ? ` after: ${cause}` : ''}`);
+      this.emit('Normal', 'WorkersRecreated', `restart ${status.restarts ?? 0}: the old workers are gone, creating ${this.replicas} new ones`);
     }
 
     if (this.failedWorker()) return;
@@ -162,10 +166,11 @@ class Decider {
     if (running === this.replicas && missing.length === 0) {
       if (status.phase !== 'Running') this.enterPhase('Running');
       if (!conditionIs(status.conditions, CONDITION.running)) {
+        const firstTime = !status.conditions?.some((c) => c.type === CONDITION.running);
         this.setCondition(CONDITION.running, true, 'AllWorkersRunning', `all ${this.replicas} workers are running`);
         this.emit('Normal', 'Running', `all ${this.replicas} workers are running`);
         const created = Date.parse(this.o.job.metadata.creationTimestamp ?? '');
-        if (Number.isFinite(created) && (status.restarts ?? 0) === 0) this.becameRunningAfterS = (this.o.now.getTime() - created) / 1000;
+        if (Number.isFinite(created) && firstTime) this.becameRunningAfterS = (this.o.now.getTime() - created) / 1000;
       }
       this.requeue(PROGRESS_POLL_MS);
     }
@@ -209,6 +214,8 @@ class Decider {
   private deadlineExceeded(): boolean {
     const deadline = this.o.job.spec.runPolicy.activeDeadlineSeconds;
     if (deadline === undefined || !this.status.startTime) return false;
+    // Work that finished wins over a pass that comes late (e.g. a busy queue) to see it.
+    if (this.live.filter((p) => p.phase === 'Succeeded').length === this.replicas) return false;
     const ranS = (this.o.now.getTime() - Date.parse(this.status.startTime)) / 1000;
     if (ranS < deadline) return false;
     this.fail('DeadlineExceeded', `the job ran for ${Math.round(ranS)} s, longer than runPolicy.activeDeadlineSeconds (${deadline})`);

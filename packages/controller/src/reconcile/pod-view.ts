@@ -45,8 +45,10 @@ export interface PodView {
 }
 
 export function podView(pod: KubePod): PodView | undefined {
-  const rank = Number(pod.metadata.labels?.[LABELS.rank]);
-  if (!Number.isInteger(rank) || rank < 0) return undefined;
+  // Digits only: Number('') is 0, Number(' 1') is 1, Number('1e1') is 10.
+  const label = pod.metadata.labels?.[LABELS.rank];
+  if (label === undefined || !/^\d+$/.test(label)) return undefined;
+  const rank = Number(label);
   const container = pod.status?.containerStatuses?.[0];
   const terminated = container?.state?.terminated;
   const waiting = container?.state?.waiting;
@@ -67,9 +69,14 @@ export function podView(pod: KubePod): PodView | undefined {
   if (terminated) {
     view.exitCode = terminated.exitCode;
     view.terminationMessage = [terminated.reason, terminated.message?.trim()].filter(Boolean).join(': ');
+  } else if (phase === 'Failed') {
+    // Evicted, or failed before its container ran: the pod's own reason is all there is.
+    const s = pod.status as { reason?: string; message?: string } | undefined;
+    const text = [s?.reason, s?.message?.trim()].filter(Boolean).join(': ');
+    if (text) view.terminationMessage = text;
   }
   if (phase === 'Pending') {
-    if (scheduled?.status === 'False') view.pendingReason = `${scheduled.reason ?? 'Unschedulable'}: ${scheduled.message ?? ''}`.trim();
+    if (scheduled?.status === 'False') view.pendingReason = `${scheduled.reason ?? 'Unschedulable'}${scheduled.message ? `: ${scheduled.message}` : ''}`;
     else if (waiting?.reason) view.pendingReason = `${waiting.reason}${waiting.message ? `: ${waiting.message}` : ''}`;
   }
   return view;
