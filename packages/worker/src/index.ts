@@ -25,3 +25,4 @@ export * from './data/index.js';
 export * from './model/index.js';
 export * from './train/index.js';
 export * from './collective/index.js';
+export * from './metrics/index.js';

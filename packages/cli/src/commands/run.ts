@@ -1,7 +1,7 @@
 /** `ftjob run JOB.yaml`: runs a FineTuneJob on this machine (the embedded local default). */
 import { Command, InvalidArgumentError } from 'commander';
 import { fileURLToPath } from 'node:url';
-import { prepareRun, runTraining, UserError, type RunResult } from '@finetune/worker';
+import { prepareRun, runTraining, startWorkerMetrics, parseMetricsPort, UserError, type RunResult } from '@finetune/worker';
 import { runLocalWorkers } from '@finetune/controller';
 import { terminalProgress } from '../progress.js';
 import { readJobFile, positiveInt } from './job-file.js';
@@ -10,11 +10,20 @@ interface RunOptions {
   resume?: boolean;
   threads?: number;
   workers?: number;
+  metricsPort?: number;
 }
 
 const asPositiveInt = (v: string) => {
   try {
     return positiveInt(v);
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message);
+  }
+};
+
+const asMetricsPort = (v: string) => {
+  try {
+    return parseMetricsPort(v, '--metrics-port');
   } catch (err) {
     throw new InvalidArgumentError((err as Error).message);
   }
@@ -40,8 +49,12 @@ export function runCommand(): Command {
     .option('--resume', 'continue from the latest checkpoint in the output folder')
     .option('--workers <n>', 'data-parallel worker processes (default: spec.workers.replicas)', asPositiveInt)
     .option('--threads <n>', 'threads per onnxruntime op (default: cores / workers)', asPositiveInt)
+    .option('--metrics-port <base>', 'serve Prometheus metrics at /metrics: rank r on port BASE+r', asMetricsPort)
     .action(async (file: string, opts: RunOptions) => {
       const job = readJobFile(file);
+      if (opts.metricsPort !== undefined && opts.metricsPort + (opts.workers ?? job.spec.workers.replicas) - 1 > 65535) {
+        throw new UserError(`--metrics-port ${opts.metricsPort}: rank ports BASE+r must stay below 65536`);
+      }
       const replicas = opts.workers ?? job.spec.workers.replicas;
       if (job.spec.training.batchSize % replicas !== 0) {
         throw new UserError(`--workers ${replicas}: spec.training.batchSize (${job.spec.training.batchSize}) must be divisible by the number of workers`);
@@ -55,16 +68,23 @@ export function runCommand(): Command {
           entry,
           ...(opts.resume ? { resume: true } : {}),
           ...(opts.threads ? { threads: opts.threads } : {}),
+          ...(opts.metricsPort !== undefined ? { metricsPort: opts.metricsPort } : {}),
         });
         if (result.code !== 0) throw new UserError(`${result.message}; fix the cause and rerun with --resume to continue from the last checkpoint`);
         return;
       }
       const prepared = await prepareRun(job);
-      const result = await runTraining(prepared, {
-        progress: terminalProgress(),
-        ...(opts.resume ? { resume: true } : {}),
-        ...(opts.threads ? { threads: opts.threads } : {}),
-      });
-      printResult(result);
+      const served = await startWorkerMetrics(job, 0, process.env, opts.metricsPort);
+      try {
+        const result = await runTraining(prepared, {
+          progress: terminalProgress(),
+          metrics: served.metrics,
+          ...(opts.resume ? { resume: true } : {}),
+          ...(opts.threads ? { threads: opts.threads } : {}),
+        });
+        printResult(result);
+      } finally {
+        await served.close();
+      }
     });
 }

@@ -183,6 +183,7 @@ export class FineTuneJobController {
     const job = this.jobs.get(key);
     if (!job || job.metadata.deletionTimestamp) return undefined; // owner references clean up
     const { namespace, uid } = job.metadata;
+    this.metrics.seeNamespace(namespace);
     const pods = this.pods
       .list()
       .filter((p) => p.metadata.namespace === namespace && p.metadata.ownerReferences?.some((r) => r.uid === uid))

@@ -6,6 +6,17 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import { JOB_PHASES, type JobPhase } from '@finetune/api';
 
 export type ReconcileResult = 'success' | 'error' | 'requeue';
+const RESULTS: ReconcileResult[] = ['success', 'error', 'requeue'];
+/** The requests the controller makes (verb → resources), for zero-initialised error series. */
+const API_CALLS: [string, string[]][] = [
+  ['list', ['finetunejobs', 'pods', 'services', 'configmaps', 'secrets']],
+  ['get', ['leases']],
+  ['create', ['pods', 'services', 'configmaps', 'secrets', 'events', 'leases']],
+  ['update', ['leases']],
+  ['update/status', ['finetunejobs']],
+  ['patch', ['configmaps']],
+  ['delete', ['pods', 'finetunejobs']],
+];
 
 export class ControllerMetrics {
   readonly registry = new Registry();
@@ -56,6 +67,17 @@ export class ControllerMetrics {
     collectDefaultMetrics({ register: this.registry, prefix: 'finetune_controller_' });
     for (const phase of JOB_PHASES) this.jobs.set({ phase }, 0);
     this.isLeader.set(0);
+    // Every series exists from the start, so rates and dashboards read 0, not "no data".
+    for (const result of RESULTS) {
+      this.reconciles.inc({ result }, 0);
+      this.reconcileDuration.zero({ result });
+    }
+    for (const [verb, resources] of API_CALLS) for (const resource of resources) this.apiErrors.inc({ verb, resource }, 0);
+  }
+
+  /** Creates the namespace's restart series at 0 the first time a job there is seen. */
+  seeNamespace(namespace: string): void {
+    this.restarts.inc({ namespace }, 0);
   }
 
   /** Sets the per-phase job counts (zero for phases with no job, so every series exists). */

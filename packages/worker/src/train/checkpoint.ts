@@ -35,7 +35,8 @@ function writeDurably(path: string, data: string | Uint8Array): void {
 }
 
 /** Writes checkpoint `step` under `dir` and points `latest` at it; keeps the newest `keep`. */
-export function saveCheckpoint<State>(dir: string, step: number, checkpoint: Checkpoint<State>, keep = 2): string {
+/** Writes a checkpoint; returns its folder and the bytes written (for metrics). */
+export function saveCheckpoint<State>(dir: string, step: number, checkpoint: Checkpoint<State>, keep = 2): { path: string; bytes: number } {
   mkdirSync(dir, { recursive: true });
   const name = `step-${String(step).padStart(8, '0')}`;
   const tmp = join(dir, `.${name}.tmp-${process.pid}`);
@@ -53,14 +54,15 @@ export function saveCheckpoint<State>(dir: string, step: number, checkpoint: Che
     blob.set(new Uint8Array(values.buffer, values.byteOffset, values.byteLength), entry.offset);
   }
   writeDurably(join(tmp, 'tensors.bin'), blob);
-  writeDurably(join(tmp, 'state.json'), JSON.stringify({ format: CHECKPOINT_FORMAT, step, index, state: checkpoint.state }) + '\n');
+  const stateText = JSON.stringify({ format: CHECKPOINT_FORMAT, step, index, state: checkpoint.state }) + '\n';
+  writeDurably(join(tmp, 'state.json'), stateText);
   const final = join(dir, name);
   rmSync(final, { recursive: true, force: true });
   renameSync(tmp, final);
   writeDurably(join(dir, `latest.tmp-${process.pid}`), name + '\n');
   renameSync(join(dir, `latest.tmp-${process.pid}`), join(dir, 'latest'));
   pruneOld(dir, keep);
-  return final;
+  return { path: final, bytes: blob.byteLength + Buffer.byteLength(stateText) };
 }
 
 function pruneOld(dir: string, keep: number): void {

@@ -11,6 +11,8 @@ import type { FineTuneJob } from '@finetune/api';
 import type { PreparedRun } from './prepare.js';
 import { TrainingSessions, type Feeds } from './sessions.js';
 import { saveCheckpoint, loadLatestCheckpoint } from './checkpoint.js';
+import { timedParallel } from './timed-parallel.js';
+import { nonPadTokens } from './tokens.js';
 import { SILENT, type ProgressSink } from './progress.js';
 import { batchFeeds, type Batch, type BatchTensor, type Dataset } from '../data/dataset.js';
 import { epochOrder, batches } from '../data/sampler.js';
@@ -23,6 +25,8 @@ import { withParameters, setMetadata } from '../model/export.js';
 import { saveModel } from '../onnx/load.js';
 import { writeSummary, type EvalPoint, type RunSummary, type TrainPoint } from '../report/summary.js';
 import { writeReport } from '../report/html.js';
+import { writeFileAtomic } from '../report/atomic.js';
+import type { TrainingObserver } from '../metrics/observer.js';
 import { UserError } from '../errors.js';
 import { CollectiveError } from '../collective/link.js';
 
@@ -39,6 +43,8 @@ export interface TrainerOptions {
   parallel?: DataParallel;
   /** Stop after this many optimizer steps in this process (tests use it to simulate a kill). */
   stopAfterSteps?: number;
+  /** Receives loss, throughput, phase timings, all-reduces and checkpoints (the Prometheus metrics). */
+  metrics?: TrainingObserver;
 }
 
 /** What the loop needs from the collective (see collective/data-parallel.ts). */
@@ -117,7 +123,9 @@ export async function runTraining(prepared: PreparedRun, options: TrainerOptions
   const { job, artifacts, train, validation } = prepared;
   const spec = job.spec;
   const progress = options.progress ?? SILENT;
-  const parallel = options.parallel;
+  const metrics = options.metrics;
+  const parallel = options.parallel && metrics ? timedParallel(options.parallel, metrics) : options.parallel;
+  const countTokens = prepared.tokenizer !== undefined;
   const rank = parallel?.rank ?? 0;
   const worldSize = parallel?.worldSize ?? 1;
   const outputDir = outputDirOf(job);
@@ -170,6 +178,7 @@ export async function runTraining(prepared: PreparedRun, options: TrainerOptions
     }
   }
 
+  metrics?.runStarted({ worldSize, totalSteps, step: state.step, epoch: state.epoch });
   const sessions = await TrainingSessions.create(artifacts, options.threads ? { intraOpThreads: options.threads } : {});
   const accumulator = new GradientAccumulator(sizes);
   const startedAt = new Date();
@@ -195,6 +204,7 @@ export async function runTraining(prepared: PreparedRun, options: TrainerOptions
 
   const evaluate = async (): Promise<EvalPoint> => {
     const result = await collective(state.step, () => evaluateDataset(sessions, validation, params, prepared.numClasses !== undefined, 256, parallel));
+    metrics?.evaluated(result);
     return { step: state.step, epoch: state.epoch, loss: result.loss, ...(result.accuracy !== undefined ? { accuracy: result.accuracy } : {}) };
   };
 
@@ -204,21 +214,38 @@ export async function runTraining(prepared: PreparedRun, options: TrainerOptions
       const epochBatches = batches(order, perWorkerBatch);
       for (let b = state.batchInEpoch; b < epochBatches.length && state.step < totalSteps; b++) {
         const stepStart = performance.now();
+        const phases = { data: 0, compute: 0, optimizer: 0 };
+        let mark = stepStart;
+        /** Seconds since the previous call (the phase that just ended). */
+        const lap = (): number => {
+          const now = performance.now();
+          const seconds = (now - mark) / 1000;
+          mark = now;
+          return seconds;
+        };
         const indices = epochBatches[b]!;
         let lossSum = 0;
+        let tokens = 0;
         for (let m = 0; m < indices.length; m += microBatch) {
           const micro = indices.slice(m, m + microBatch);
-          const { inputs, labels } = feedsOf(batchFeeds(train, micro));
+          const batch = batchFeeds(train, micro);
+          if (countTokens) tokens += nonPadTokens(batch, prepared.inputName);
+          const { inputs, labels } = feedsOf(batch);
+          phases.data += lap();
           const out = await sessions.gradients(inputs, labels, params);
           accumulator.add(paramInfo.map((p) => out.grads.get(p.name)!), micro.length);
           lossSum += out.loss * micro.length;
+          phases.compute += lap();
         }
         const grads = accumulator.average();
         let loss = lossSum / indices.length;
+        phases.compute += lap();
+        let allreduceSeconds: number | undefined;
         if (parallel) {
           // The loss rides along with the gradients, so every rank logs (and checks) the global mean.
           const lossCell = Float32Array.of(loss);
           await collective(state.step + 1, () => parallel.allReduceMean([...grads, lossCell]));
+          allreduceSeconds = lap();
           loss = lossCell[0]!;
         }
         if (!Number.isFinite(loss)) {
@@ -229,6 +256,7 @@ export async function runTraining(prepared: PreparedRun, options: TrainerOptions
         const lr = learningRateAt(state.step, schedule, totalSteps, baseLr);
         optimizer.step(paramList, grads, lr);
         accumulator.reset();
+        phases.optimizer += lap();
 
         state.step++;
         state.batchInEpoch = b + 1;
@@ -238,6 +266,15 @@ export async function runTraining(prepared: PreparedRun, options: TrainerOptions
         const point: TrainPoint = { step: state.step, epoch: state.epoch, loss, learningRate: lr, samplesPerSecond: (indices.length * worldSize) / seconds, gradNorm };
         state.train.push(point);
         progress.step(point);
+        metrics?.stepFinished({
+          step: state.step,
+          epoch: state.epoch,
+          loss,
+          learningRate: lr,
+          samples: indices.length,
+          tokens,
+          seconds: { ...phases, ...(allreduceSeconds !== undefined ? { allreduce: allreduceSeconds } : {}) },
+        });
 
         if (parallel && state.step % DIVERGENCE_CHECK_EVERY === 0) await collective(state.step, () => checkIdentical(parallel, paramList, state.step));
         const endOfEpoch = state.batchInEpoch === epochBatches.length;
@@ -267,7 +304,9 @@ export async function runTraining(prepared: PreparedRun, options: TrainerOptions
         }
         if (rank === 0 && (state.step % checkpointEvery === 0 || endOfEpoch || stoppedEarly)) {
           state.elapsedSeconds = elapsed();
-          saveCheckpoint(checkpointDir, state.step, checkpointOf(state, params, optimizer, bestParams, paramInfo.map((p) => p.name)));
+          const saveStart = performance.now();
+          const saved = saveCheckpoint(checkpointDir, state.step, checkpointOf(state, params, optimizer, bestParams, paramInfo.map((p) => p.name)));
+          metrics?.checkpointWritten((performance.now() - saveStart) / 1000, saved.bytes);
         }
         if (stoppedEarly) break training;
         if (options.stopAfterSteps !== undefined && stepsThisProcess >= options.stopAfterSteps) {
@@ -299,6 +338,8 @@ export async function runTraining(prepared: PreparedRun, options: TrainerOptions
     summary.model.exported = modelPath;
     writeSummary(join(outputDir, 'metrics.json'), summary);
     writeReport(join(outputDir, 'report.html'), summary);
+    // The final Prometheus figures, so they outlive the worker pods (docs/metrics.md).
+    if (metrics) writeFileAtomic(join(outputDir, 'metrics.prom'), await metrics.exposition());
   }
   return { summary, outputDir, params: finalParams, ...(modelPath ? { modelPath } : {}) };
 
