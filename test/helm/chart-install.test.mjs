@@ -1,13 +1,18 @@
 // `helm install` of the chart into a real kube-apiserver (test/control-plane), then the chart's
 // ServiceAccount, with a token of its own, is allowed what the controller does and refused
 // what it does not; `helm upgrade` after a server-side CRD apply; `helm uninstall` keeps the CRD.
-// Without kube-controller-manager and a kubelet the Deployment runs no pods: this checks the
-// objects and the permissions, not the controller process.
+// Without kube-controller-manager and a kubelet the Deployment itself runs no pods, so the
+// controller process is started here with the Deployment's arguments and only the ServiceAccount's
+// token, and the node agent runs the worker pods: the job succeeding proves the RBAC is enough.
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { runKubectl, startControlPlane } from '../control-plane/harness.mjs';
+import { startNodeAgent } from '../node-agent/agent.mjs';
+import { digitsJob } from '../operator/jobs.mjs';
 import { CHART, ROOT, ensureHelm, helm } from './helm.mjs';
 
 const START_TIMEOUT_MS = (Number(process.env.FT_BUILD_TIMEOUT_S ?? 5400) + 300) * 1000;
@@ -16,6 +21,7 @@ const RELEASE = 'ft';
 const NS = 'finetune-system';
 const JOBS_NS = 'team-a';
 const NAME = 'ft-finetune-operator';
+const FTJOB = fileURLToPath(new URL('../../packages/cli/bin/ftjob.js', import.meta.url));
 
 let cp;
 let asController; // kubectl options with a kubeconfig that holds only the ServiceAccount's token
@@ -31,7 +37,7 @@ async function kubectlOk(args, opts) {
 const helmOnCluster = (args) => helm([...args, '--kubeconfig', cp.kubeconfigPath]);
 
 before(async () => {
-  [cp] = await Promise.all([startControlPlane({ scheduler: false }), ensureHelm()]);
+  [cp] = await Promise.all([startControlPlane({ scheduler: true }), ensureHelm()]);
 }, { timeout: START_TIMEOUT_MS });
 
 after(async () => {
@@ -93,13 +99,13 @@ test('the ServiceAccount may do what the controller does', T, async () => {
   assert.ok(asController, 'the install test ran first');
   const allowed = [
     ['create', 'pods'], ['delete', 'pods'], ['watch', 'pods'],
-    ['list', 'finetunejobs.finetune.dev'], ['update', 'finetunejobs.finetune.dev'],
-    ['patch', 'finetunejobs.finetune.dev', { subresource: 'status' }],
+    ['list', 'finetunejobs.finetune.dev'], ['delete', 'finetunejobs.finetune.dev'],
+    ['update', 'finetunejobs.finetune.dev', { subresource: 'status' }],
     ['update', 'finetunejobs.finetune.dev', { subresource: 'finalizers' }],
-    ['create', 'services'], ['patch', 'configmaps'], ['create', 'secrets'], ['get', 'secrets'],
+    ['create', 'services'], ['patch', 'configmaps'], ['create', 'secrets'], ['watch', 'secrets'],
     ['create', 'events'],
     ['watch', 'pods', { ns: 'another-team' }], // a ClusterRole: every namespace
-    ['create', 'leases.coordination.k8s.io', { ns: NS }], ['update', 'leases.coordination.k8s.io', { ns: NS }],
+    ['get', 'leases.coordination.k8s.io', { ns: NS }], ['create', 'leases.coordination.k8s.io', { ns: NS }], ['update', 'leases.coordination.k8s.io', { ns: NS }],
   ];
   const answers = await Promise.all(allowed.map(([verb, res, opts]) => canI(verb, res, opts)));
   allowed.forEach(([verb, res, opts], i) => assert.equal(answers[i], 'yes', `can-i ${verb} ${res} ${JSON.stringify(opts ?? {})}`));
@@ -110,8 +116,8 @@ test('the ServiceAccount is refused what the controller does not do', T, async (
   const refused = [
     ['create', 'deployments.apps'], ['delete', 'nodes', { ns: '' }], ['get', 'nodes', { ns: '' }],
     ['create', 'clusterroles.rbac.authorization.k8s.io', { ns: '' }], ['create', 'rolebindings.rbac.authorization.k8s.io'],
-    ['create', 'finetunejobs.finetune.dev'], ['delete', 'finetunejobs.finetune.dev'],
-    ['patch', 'pods'], ['create', 'pods', { subresource: 'exec' }], ['update', 'secrets'],
+    ['create', 'finetunejobs.finetune.dev'], ['update', 'finetunejobs.finetune.dev'], ['patch', 'finetunejobs.finetune.dev', { subresource: 'status' }],
+    ['patch', 'pods'], ['create', 'pods', { subresource: 'exec' }], ['update', 'secrets'], ['delete', 'secrets'], ['delete', 'services'],
     ['delete', 'events'], ['create', 'serviceaccounts', { subresource: 'token' }],
     ['create', 'leases.coordination.k8s.io'], // leader election only in the release namespace
     ['delete', 'leases.coordination.k8s.io', { ns: NS }],
@@ -121,26 +127,66 @@ test('the ServiceAccount is refused what the controller does not do', T, async (
   refused.forEach(([verb, res, opts], i) => assert.equal(answers[i], 'no', `can-i ${verb} ${res} ${JSON.stringify(opts ?? {})}`));
 });
 
-test('real requests with the token: pods and job status yes, deployments and job deletion no', T, async () => {
+test('real requests with the token: pods, job lists and status updates yes; deployments, status patches, nodes no', T, async () => {
   assert.ok(asController, 'the install test ran first');
   await kubectlOk(['create', 'namespace', JOBS_NS]);
   await kubectlOk(['apply', '-n', JOBS_NS, '-f', join(ROOT, 'examples/digits-5to9.yaml')]);
 
   await kubectlOk(['run', 'digits-5to9-worker-0', '--image=example.invalid/worker:0', '--restart=Never'], asController);
-  const status = JSON.stringify({ status: { phase: 'Running' } });
-  await kubectlOk(['patch', 'finetunejob', 'digits-5to9', '--subresource=status', '--type=merge', '-p', status], asController);
-  const phase = await kubectlOk(['get', 'finetunejob', 'digits-5to9', '-o', 'jsonpath={.status.phase}'], asController);
-  assert.equal(phase, 'Running');
+  const listed = JSON.parse(await kubectlOk(['get', 'finetunejobs', '-o', 'json'], asController));
+  assert.deepEqual(listed.items.map((j) => j.metadata.name), ['digits-5to9']);
+  // The controller writes status with PUT and the resourceVersion it read.
+  const job = listed.items[0];
+  await kubectlOk(['replace', '--subresource=status', '-f', '-'], { ...asController, input: JSON.stringify({ ...job, status: { phase: 'Running' } }) });
+  assert.equal(await kubectlOk(['get', 'finetunejob', 'digits-5to9', '-n', JOBS_NS, '-o', 'jsonpath={.status.phase}']), 'Running');
 
   for (const args of [
     ['create', 'deployment', 'd', '--image=example.invalid/x:0'],
-    ['delete', 'finetunejob', 'digits-5to9'],
+    ['patch', 'finetunejob', 'digits-5to9', '--subresource=status', '--type=merge', '-p', '{"status":{"phase":"Failed"}}'],
     ['get', 'nodes'],
     ['get', 'deployment', NAME, '-n', NS],
   ]) {
     const r = await kubectl(args, asController);
     assert.notEqual(r.code, 0, `kubectl ${args.join(' ')} was allowed`);
     assert.match(r.stderr, /forbidden/i, `kubectl ${args.join(' ')}: ${r.stderr}`);
+  }
+});
+
+test('the real controller, with only that token and the Deployment\'s arguments, runs a job to Succeeded and deletes it after its TTL', { timeout: 240_000 }, async () => {
+  assert.ok(asController, 'the install test ran first');
+  const deployment = JSON.parse(await kubectlOk(['get', 'deployment', NAME, '-n', NS, '-o', 'json']));
+  const container = deployment.spec.template.spec.containers[0];
+  // The chart's arguments as the kubelet would expand them; ports 0 (no fixed ports on a shared machine).
+  const args = container.args.map((a) => a.replace('$(POD_NAMESPACE)', NS).replace(/^--(metrics|health)-port=\d+$/, '--$1-port=0'));
+  const agent = await startNodeAgent({ kubeconfigPath: cp.kubeconfigPath, workdir: join(cp.dir, 'agent'), nodes: [{ name: 'gpu-node', gpus: 2 }] });
+  let log = '';
+  const controller = spawn(process.execPath, [FTJOB, ...(container.command?.slice(1) ?? []), ...args, '--kubeconfig', asController.kubeconfig], {
+    env: { ...process.env, POD_NAMESPACE: NS, POD_NAME: 'controller-0' },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  controller.stderr.on('data', (d) => (log += d));
+  try {
+    await kubectlOk(['create', 'namespace', 'team-b']);
+    const job = JSON.parse(digitsJob('rbac-proof', { outDir: join(cp.dir, 'out'), namespace: 'team-b', replicas: 2, epochs: 2 }));
+    job.spec.runPolicy = { ttlSecondsAfterFinished: 3 };
+    await kubectlOk(['apply', '-f', '-'], { input: JSON.stringify(job) });
+    const deadline = Date.now() + 180_000;
+    let phase = '';
+    while (phase !== 'Succeeded') {
+      assert.ok(Date.now() < deadline, `the job did not succeed (phase '${phase}'); controller log:\n${log.slice(-3000)}`);
+      await new Promise((r) => setTimeout(r, 500));
+      phase = (await kubectl(['get', 'ftj', 'rbac-proof', '-n', 'team-b', '-o', 'jsonpath={.status.phase}'])).stdout;
+    }
+    // ttlSecondsAfterFinished: the controller deletes the job with the token's `delete` right.
+    while ((await kubectl(['get', 'ftj', 'rbac-proof', '-n', 'team-b'])).code === 0) {
+      assert.ok(Date.now() < deadline, `the job was not deleted after its TTL; controller log:\n${log.slice(-3000)}`);
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    assert.doesNotMatch(log, /forbidden/i, 'the controller was refused something it needs');
+    assert.match(log, /became the leader/, 'it ran with leader election, as the Deployment does');
+  } finally {
+    controller.kill('SIGTERM');
+    await agent.stop();
   }
 });
 

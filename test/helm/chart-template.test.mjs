@@ -17,13 +17,13 @@ const NS = 'finetune-system';
 
 // What the controller does, and so all that the chart may grant (the list).
 const CONTROLLER_RULES = [
-  { apiGroups: ['finetune.dev'], resources: ['finetunejobs'], verbs: ['get', 'list', 'watch', 'update', 'patch'] },
-  { apiGroups: ['finetune.dev'], resources: ['finetunejobs/status'], verbs: ['get', 'update', 'patch'] },
+  { apiGroups: ['finetune.dev'], resources: ['finetunejobs'], verbs: ['list', 'watch', 'delete'] },
+  { apiGroups: ['finetune.dev'], resources: ['finetunejobs/status'], verbs: ['update'] },
   { apiGroups: ['finetune.dev'], resources: ['finetunejobs/finalizers'], verbs: ['update'] },
-  { apiGroups: [''], resources: ['pods'], verbs: ['get', 'list', 'watch', 'create', 'delete'] },
-  { apiGroups: [''], resources: ['services', 'configmaps'], verbs: ['get', 'list', 'watch', 'create', 'patch', 'delete'] },
-  { apiGroups: [''], resources: ['secrets'], verbs: ['get', 'list', 'watch', 'create', 'delete'] },
-  { apiGroups: [''], resources: ['events'], verbs: ['create', 'patch'] },
+  { apiGroups: [''], resources: ['pods'], verbs: ['list', 'watch', 'create', 'delete'] },
+  { apiGroups: [''], resources: ['services', 'secrets'], verbs: ['list', 'watch', 'create'] },
+  { apiGroups: [''], resources: ['configmaps'], verbs: ['list', 'watch', 'create', 'patch'] },
+  { apiGroups: [''], resources: ['events'], verbs: ['create'] },
 ];
 const LEADER_ELECTION_RULES = [{ apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['get', 'create', 'update'] }];
 const DEFAULT_WORKER_TOLERATIONS = [{ key: 'nvidia.com/gpu', operator: 'Exists', effect: 'NoSchedule' }];

@@ -15,11 +15,11 @@ import { renderForDevCluster } from '../../tools/local-example.mjs';
 import { freePort, startPrometheus, SCRAPE_INTERVAL_S } from '../metrics/prometheus.mjs';
 import { checkDashboardPanels } from '../metrics/grafana.mjs';
 import { startPodDiscovery } from './pod-discovery.mjs';
+import { digitsJob as digitsJobIn } from './jobs.mjs';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const CRD = join(ROOT, 'deploy/helm/finetune-operator/crds/finetunejobs.finetune.dev.yaml');
 const FTJOB = join(ROOT, 'packages/cli/bin/ftjob.js');
-const MODELS = join(ROOT, 'examples/models');
 const START_TIMEOUT_MS = (Number(process.env.FT_BUILD_TIMEOUT_S ?? 5400) + 300) * 1000;
 const NS = 'default';
 
@@ -80,37 +80,7 @@ function startController(extraArgs = [], metricsPort = metricsPorts[0]) {
   };
 }
 
-/** A small, quick version of examples/digits-5to9.yaml whose files live on hostPath volumes. */
-function digitsJob(name, { replicas = 2, epochs = 3, perClass = 10, extra = {}, workers = {}, training = {} } = {}) {
-  const out = join(work, 'out', name);
-  return JSON.stringify({
-    apiVersion: 'finetune.dev/v1alpha1',
-    kind: 'FineTuneJob',
-    metadata: { name, namespace: NS },
-    spec: {
-      model: { source: join(MODELS, 'digits-cnn-0to4.onnx'), head: { numClasses: 5 } },
-      dataset: { builtin: 'mnist', digits: [5, 6, 7, 8, 9], maxExamplesPerClass: perClass },
-      trainable: { freezeBelow: 'conv3' },
-      optimizer: { learningRate: 0.01 },
-      training: { epochs, batchSize: 10, seed: 0, ...training },
-      workers: {
-        replicas,
-        volumes: [
-          { name: 'models', hostPath: { path: MODELS, type: 'Directory' } },
-          { name: 'out', hostPath: { path: out, type: 'DirectoryOrCreate' } },
-        ],
-        volumeMounts: [
-          { name: 'models', mountPath: MODELS, readOnly: true },
-          { name: 'out', mountPath: out },
-        ],
-        ...workers,
-      },
-      output: { path: out },
-      ...extra,
-    },
-  });
-}
-
+const digitsJob = (name, options) => digitsJobIn(name, { ...options, outDir: join(work, 'out'), namespace: NS });
 const reasons = async (name) => (await getJson('events', '--field-selector', `involvedObject.name=${name},involvedObject.kind=FineTuneJob`)).items.map((e) => e.reason);
 
 before(async () => {

@@ -121,8 +121,7 @@ export class LeaderElector {
     const expired = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new Error(`no answer from the API server within the renew deadline (${this.renewDeadlineMs} ms)`)), Math.max(0, deadline - Date.now()));
     });
-    void expired;
-    return attempt.finally(() => clearTimeout(timer));
+    return Promise.race([attempt, expired]).finally(() => clearTimeout(timer));
   }
 
   private async tryAcquireOrRenew(): Promise<boolean> {

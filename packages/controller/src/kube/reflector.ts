@@ -1,6 +1,7 @@
 /**
  * A list+watch cache of one resource type that keeps itself alive. @kubernetes/client-node's
- * watch simply ends on any error, so this owns the recovery:
+ * watch simply ends on errors and cannot be aborted before the server answers, so the watch here
+ * is our own request (KubeRest.openWatch) and this owns the recovery:
  *
  * - the watch ends (server timeout, dropped connection, error): watch again from the last
  *   resourceVersion seen, with capped backoff while it keeps failing;
@@ -9,8 +10,8 @@
  * - a silent stall (the connection is open but nothing arrives, not even the bookmarks the server
  *   sends about once a minute): after `stallMs` the watch is aborted and started again.
  */
-import { Watch, type KubeConfig } from '@kubernetes/client-node';
-import { resourcePath, type KubeObject, type KubeRest, type ResourceType } from './rest.js';
+import { createInterface } from 'node:readline';
+import { ApiError, type KubeObject, type KubeRest, type ResourceType } from './rest.js';
 
 export type ChangeType = 'ADDED' | 'MODIFIED' | 'DELETED';
 export type ChangeHandler<T> = (type: ChangeType, object: T) => void;
@@ -40,22 +41,35 @@ export class Reflector<T extends KubeObject> {
   private stallTimer: NodeJS.Timeout | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
   private failures = 0;
+  /** Ends start()'s wait between list attempts when stop() is called. */
+  private wakeStart: ((value?: unknown) => void) | undefined;
   private stopped = false;
-  private readonly watcher: Watch;
   private readonly stallMs: number;
 
   constructor(
-    config: KubeConfig,
     private readonly rest: KubeRest,
     private readonly options: ReflectorOptions<T>,
   ) {
-    this.watcher = new Watch(config);
     this.stallMs = options.stallMs ?? 90_000;
   }
 
   /** Lists, then watches; resolves once the cache holds the first full list. */
   async start(): Promise<void> {
-    await this.relist();
+    for (let attempt = 0; !this.stopped; attempt++) {
+      try {
+        await this.relist();
+        break;
+      } catch (err) {
+        // API server not reachable yet, RBAC not bound yet: say so and try again.
+        this.stats.errors++;
+        const delay = Math.min(30_000, 500 * 2 ** Math.min(attempt, 6));
+        this.log(`list ${this.options.type.plural} failed (retry in ${delay} ms): ${(err as Error).message}`);
+        await new Promise((resolve) => {
+          this.retryTimer = setTimeout(resolve, delay);
+          this.wakeStart = resolve;
+        });
+      }
+    }
     this.watch();
   }
 
@@ -63,6 +77,7 @@ export class Reflector<T extends KubeObject> {
     this.stopped = true;
     clearTimeout(this.stallTimer);
     clearTimeout(this.retryTimer);
+    this.wakeStart?.();
     this.endCurrent?.(abortError('stopped'));
   }
 
@@ -103,7 +118,7 @@ export class Reflector<T extends KubeObject> {
     for (const [key, old] of this.store) {
       if (!seen.has(key)) {
         this.store.delete(key);
-        void old;
+        this.options.onChange('DELETED', old);
       }
     }
     this.resourceVersion = list.metadata.resourceVersion;
@@ -121,17 +136,17 @@ export class Reflector<T extends KubeObject> {
     };
     let ended = false;
     let gone = false;
-    let request: AbortController | undefined;
-    const path = resourcePath(this.options.type, this.options.namespace);
+    // Our own request, abortable from the start: a stalled attempt never leaks its socket.
+    const request = new AbortController();
     const end = (err: unknown) => {
       if (ended) return;
       ended = true;
-      request?.abort();
+      request.abort();
       clearTimeout(this.stallTimer);
       if (this.stopped) return;
-      const status = (err as { statusCode?: number } | null)?.statusCode;
-      if (gone || status === 410) return void this.recoverFromGone();
-      if (err && (err as Error).name !== 'AbortError') {
+      if (gone || (err instanceof ApiError && err.code === 410)) return void this.recoverFromGone();
+      const aborted = (err as Error | null)?.name === 'AbortError' || (err instanceof ApiError && err.reason === 'Aborted');
+      if (err && !aborted) {
         this.stats.errors++;
         this.failures++;
         this.log(`watch ${this.options.type.plural} ended: ${(err as Error).message}`);
@@ -141,38 +156,50 @@ export class Reflector<T extends KubeObject> {
     };
     this.endCurrent = end;
     this.armStallTimer();
-    this.watcher
-      .watch(
-        path,
-        query,
-        (type: string, object: T & { code?: number; message?: string }) => {
-          if (ended) return; // a late event of an abandoned attempt
-          this.armStallTimer();
-          this.failures = 0;
-          if (type === 'ERROR') {
-            // A Status object: 410 means our version is too old for the server's history.
-            if (object.code === 410) gone = true;
-            else this.log(`watch ${this.options.type.plural}: error event ${object.code}: ${object.message}`);
-            return;
-          }
-          if (object.metadata?.resourceVersion) this.resourceVersion = object.metadata.resourceVersion;
-          if (type === 'BOOKMARK') return;
-          this.apply(type as ChangeType, object);
-        },
-        end,
-      )
-      .then((controller) => {
-        request = controller;
-        if (ended) controller.abort();
-      })
-      .catch(end);
+    const onLine = (line: string) => {
+      if (ended || line.trim() === '') return;
+      let event: { type: string; object: T & { code?: number; message?: string } };
+      try {
+        event = JSON.parse(line) as typeof event;
+      } catch {
+        return end(new Error(`watch ${this.options.type.plural}: a line that is not JSON`));
+      }
+      this.armStallTimer();
+      const { type, object } = event;
+      if (type === 'ERROR') {
+        // A Status object: 410 means our version is too old for the server's history.
+        if (object.code === 410) gone = true;
+        else this.log(`watch ${this.options.type.plural}: error event ${object.code}: ${object.message}`);
+        return;
+      }
+      if (object.metadata?.resourceVersion) this.resourceVersion = object.metadata.resourceVersion;
+      if (type === 'BOOKMARK') return;
+      this.apply(type as ChangeType, object);
+    };
+    this.rest.openWatch(this.options.type, this.options.namespace, query, request.signal).then((body) => {
+      // An aborted or dropped stream errors ("Premature close"): always handled, end() is idempotent.
+      body.on('error', end);
+      if (ended) return void body.destroy();
+      this.failures = 0; // connected: the server answered 200
+      const lines = createInterface({ input: body, crlfDelay: Infinity });
+      lines.on('line', onLine);
+      lines.on('error', end); // readline re-emits the stream's errors
+      lines.on('close', () => end(null));
+    }, end);
   }
 
   private apply(type: ChangeType, object: T): void {
     const key = objectKey(object);
-    if (type === 'DELETED') this.store.delete(key);
-    else this.store.set(key, object);
-    this.options.onChange(type, object);
+    const old = this.store.get(key);
+    if (type === 'DELETED') {
+      this.store.delete(key);
+      this.options.onChange(type, object);
+      return;
+    }
+    this.store.set(key, object);
+    // A watch from an old version replays history as ADDED: report what is new to this cache.
+    if (old && old.metadata.resourceVersion === object.metadata.resourceVersion) return;
+    this.options.onChange(old ? 'MODIFIED' : 'ADDED', object);
   }
 
   private armStallTimer(): void {

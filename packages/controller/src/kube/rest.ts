@@ -4,6 +4,8 @@
  * fetch options; requests are plain JSON by path so every verb the controller uses (server-side
  * apply, merge patches of the status subresource, preconditioned deletes) is one explicit call.
  */
+import http, { type IncomingMessage } from 'node:http';
+import https from 'node:https';
 import fetch, { type RequestInit } from 'node-fetch';
 import type { KubeConfig } from '@kubernetes/client-node';
 
@@ -149,9 +151,46 @@ export class KubeRest {
     await this.request('delete', type, resourcePath(type, namespace, name), { method: 'DELETE', body });
   }
 
+  /**
+   * Opens a watch (`?watch=true`) and returns the response, a stream of JSON lines. A plain
+   * node:https request, not fetch: aborting `signal` destroys it at any point (also while the
+   * server has not answered yet), and every error it raises has a listener.
+   */
+  async openWatch(type: ResourceType, namespace: string | undefined, query: Record<string, string | number | boolean>, signal: AbortSignal): Promise<IncomingMessage> {
+    const q = new URLSearchParams();
+    for (const [k, v] of Object.entries({ ...query, watch: true })) q.set(k, String(v));
+    const path = `${resourcePath(type, namespace)}?${q}`;
+    const url = new URL(`${this.server}${path}`);
+    const options: https.RequestOptions = { method: 'GET', headers: { accept: 'application/json' } };
+    await this.config.applyToHTTPSOptions(options);
+    const fail = (code: number, reason: string, message: string) => new ApiError(code, reason, `watch ${path}: ${message}`, 'watch', type.plural);
+    return new Promise((resolve, reject) => {
+      const req = (url.protocol === 'https:' ? https : http).request(url, options, (res) => {
+        res.on('error', () => {}); // the caller adds its own; a late error must never go unhandled
+        if (res.statusCode === 200) return resolve(res);
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (d: string) => (text += d));
+        res.on('end', () => {
+          let status: { reason?: string; message?: string } = {};
+          try {
+            status = JSON.parse(text) as typeof status;
+          } catch {
+            status = { message: text.slice(0, 500) };
+          }
+          reject(fail(res.statusCode ?? 0, status.reason ?? res.statusMessage ?? 'Error', `${res.statusCode} ${status.message ?? res.statusMessage}`));
+        });
+      });
+      req.on('error', (err) => reject(fail(0, signal.aborted ? 'Aborted' : 'NetworkError', err.message)));
+      if (signal.aborted) req.destroy();
+      else signal.addEventListener('abort', () => req.destroy(), { once: true });
+      req.end();
+    });
+  }
+
   private async request<T>(verb: string, type: ResourceType, path: string, init: { method?: string; body?: unknown; contentType?: string } = {}): Promise<T> {
     const options: RequestInit = await this.config.applyToFetchOptions({});
-    const headers: Record<string, string> = { ...(options.headers as Record<string, string> | undefined), accept: 'application/json' };
+    const headers = headersOf(options);
     const requestInit: RequestInit = { ...options, method: init.method ?? 'GET', headers, timeout: this.timeoutMs };
     if (init.body !== undefined) {
       headers['content-type'] = init.contentType ?? 'application/json';
@@ -179,4 +218,12 @@ export class KubeRest {
     }
     return (text ? JSON.parse(text) : undefined) as T;
   }
+}
+
+/** The KubeConfig puts credentials (e.g. a bearer token) in a Headers object, which spreading would drop. */
+function headersOf(options: RequestInit): Record<string, string> {
+  const headers: Record<string, string> = {};
+  new Headers(options.headers as ConstructorParameters<typeof Headers>[0]).forEach((value, key) => (headers[key] = value));
+  headers.accept = 'application/json';
+  return headers;
 }

@@ -92,12 +92,12 @@ export class FineTuneJobController {
     const ns = options.namespace;
     const stallMs = options.watchStallMs;
     const common = { ...(ns ? { namespace: ns } : {}), ...(stallMs ? { stallMs } : {}), log: this.log };
-    this.jobs = new Reflector<Job>(config, this.rest, { ...common, type: JOBS, onChange: (_t, job) => this.queue.add(objectKey(job)) });
+    this.jobs = new Reflector<Job>(this.rest, { ...common, type: JOBS, onChange: (_t, job) => this.queue.add(objectKey(job)) });
     const onChild = (_t: string, o: KubeObject) => this.enqueueOwner(o);
-    this.pods = new Reflector(config, this.rest, { ...common, type: RESOURCES.pods, labelSelector: MANAGED_SELECTOR, onChange: onChild });
-    this.services = new Reflector(config, this.rest, { ...common, type: RESOURCES.services, labelSelector: MANAGED_SELECTOR, onChange: onChild });
-    this.configMaps = new Reflector(config, this.rest, { ...common, type: RESOURCES.configMaps, labelSelector: MANAGED_SELECTOR, onChange: onChild });
-    this.secrets = new Reflector(config, this.rest, { ...common, type: RESOURCES.secrets, labelSelector: MANAGED_SELECTOR, onChange: onChild });
+    this.pods = new Reflector(this.rest, { ...common, type: RESOURCES.pods, labelSelector: MANAGED_SELECTOR, onChange: onChild });
+    this.services = new Reflector(this.rest, { ...common, type: RESOURCES.services, labelSelector: MANAGED_SELECTOR, onChange: onChild });
+    this.configMaps = new Reflector(this.rest, { ...common, type: RESOURCES.configMaps, labelSelector: MANAGED_SELECTOR, onChange: onChild });
+    this.secrets = new Reflector(this.rest, { ...common, type: RESOURCES.secrets, labelSelector: MANAGED_SELECTOR, onChange: onChild });
     if (options.leaderElection) {
       const le = options.leaderElection;
       this.elector = new LeaderElector(this.rest, {
