@@ -18,6 +18,7 @@ const IMAGE_WORKSPACE = '/workspace/';
 
 export function renderForDevCluster(text, resultsDir) {
   const job = parse(text);
+  if (job?.kind !== 'FineTuneJob') return text; // e.g. the PVC: not needed on the dev cluster
   const spec = job.spec;
   const workers = (spec.workers ??= {});
   const volumes = (workers.volumes ??= []);
