@@ -215,3 +215,25 @@ export function runKubectl(cp, args, { kubeconfig = cp.kubeconfigPath, input, ti
     if (input !== undefined) child.stdin.end(input);
   });
 }
+
+/**
+ * Polls fn() until it returns a truthy value (errors count as "not yet"); after timeoutMs fails
+ * with the last value or error, plus whatever `context()` adds (e.g. a component's log).
+ */
+export async function waitFor(what, fn, { timeoutMs = 20_000, intervalMs = 100, context } = {}) {
+  const end = Date.now() + timeoutMs;
+  let last;
+  for (;;) {
+    try {
+      last = await fn();
+      if (last) return last;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > end) {
+      const shown = last instanceof Error ? last.message : JSON.stringify(last)?.slice(0, 2000);
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; last: ${shown}${context ? `\n${context()}` : ''}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, intervalMs));
+  }
+}

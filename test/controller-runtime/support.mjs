@@ -8,21 +8,9 @@ import { runKubectl } from '../control-plane/harness.mjs';
 
 export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** Polls fn() until it returns a truthy value; fails with the last value (or error) after timeoutMs. */
-export async function waitFor(what, fn, { timeoutMs = 20_000, intervalMs = 100 } = {}) {
-  const end = Date.now() + timeoutMs;
-  let last;
-  for (;;) {
-    try {
-      last = await fn();
-      if (last) return last;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; last: ${last instanceof Error ? last.message : JSON.stringify(last)}`);
-    await sleep(intervalMs);
-  }
-}
+import { waitFor } from '../control-plane/harness.mjs';
+
+export { waitFor };
 
 /** kubectl against the control plane; throws with its stderr when it fails. */
 export async function kubectl(cp, args, input) {

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, test } from 'node:test';
-import { startControlPlane } from '../control-plane/harness.mjs';
+import { startControlPlane, waitFor as waitUntil } from '../control-plane/harness.mjs';
 import { startNodeAgent } from './agent.mjs';
 
 const STEP_TIMEOUT_MS = 60_000;
@@ -36,21 +36,9 @@ function kubectl(args, { input, timeoutMs = 30_000 } = {}) {
 }
 const getPod = async (name) => JSON.parse(await kubectl(['get', 'pod', name, '-n', NS, '-o', 'json']));
 
-/** Polls fn() until it returns a truthy value; fails with the last value after timeoutMs. */
-async function waitFor(what, fn, timeoutMs = 30_000) {
-  const end = Date.now() + timeoutMs;
-  let last;
-  for (;;) {
-    try {
-      last = await fn();
-      if (last) return last;
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}; last: ${last instanceof Error ? last.message : JSON.stringify(last)?.slice(0, 2000)}\nagent errors: ${agent?.errors.join('\n')}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
+/** Polls fn() (see harness.mjs), adding the agent's last API errors to a timeout. */
+const waitFor = (what, fn, timeoutMs = 30_000) =>
+  waitUntil(what, fn, { timeoutMs, intervalMs: 200, context: () => `agent errors: ${agent?.errors.join('\n')}` });
 const waitPhase = (name, phase, timeoutMs) =>
   waitFor(`pod ${name} phase ${phase}`, async () => {
     const p = await getPod(name);

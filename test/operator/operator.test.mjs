@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, test } from 'node:test';
-import { startControlPlane, runKubectl } from '../control-plane/harness.mjs';
+import { startControlPlane, runKubectl, waitFor as waitUntil } from '../control-plane/harness.mjs';
 import { startNodeAgent } from '../node-agent/agent.mjs';
 import { renderForDevCluster } from '../../tools/local-example.mjs';
 import { freePort, startPrometheus, SCRAPE_INTERVAL_S } from '../metrics/prometheus.mjs';
@@ -42,23 +42,9 @@ const getJson = async (...args) => JSON.parse(await kubectl(['get', ...args, '-n
 const job = (name) => getJson('ftj', name);
 const workerPods = async (name) => (await getJson('pods', '-l', `finetune.dev/job-name=${name}`)).items;
 
-/** Polls fn() until it returns a truthy value; fails with the last value after timeoutMs. */
-async function waitFor(what, fn, timeoutMs = 60_000) {
-  const end = Date.now() + timeoutMs;
-  let last;
-  for (;;) {
-    try {
-      last = await fn();
-      if (last) return last;
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() > end) {
-      throw new Error(`timed out waiting for ${what}; last: ${last instanceof Error ? last.message : JSON.stringify(last)?.slice(0, 1500)}\ncontroller log:\n${controller?.output().slice(-3000)}`);
-    }
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
+/** Polls fn() (see harness.mjs), adding the controller's log to a timeout. */
+const waitFor = (what, fn, timeoutMs = 60_000) =>
+  waitUntil(what, fn, { timeoutMs, intervalMs: 250, context: () => `controller log:\n${controller?.output().slice(-3000)}` });
 const waitPhase = (name, phase, timeoutMs) => waitFor(`${name} to be ${phase}`, async () => ((await job(name)).status?.phase === phase ? job(name) : false), timeoutMs);
 
 /** `ftjob controller` as a child process, with its log kept for failure messages. */
