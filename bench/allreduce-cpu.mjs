@@ -4,7 +4,7 @@
 // GC helper threads), system time and page faults. Not a test: it prints figures.
 //
 //   npx tsc -b packages/cli && node --initial-old-space-size=64 bench/allreduce-cpu.mjs
-//   node bench/allreduce-cpu.mjs --world 3 --sizes 4,16,64 --chunk-mib 1 --iters 20
+//   node bench/allreduce-cpu.mjs --world 3 --sizes 4,16,64 --chunk-mib 1 --iters 20 [--plain]
 //
 // Node options given to this script are passed on to the rank processes (the line above gives
 // them the option `ftjob bench allreduce` and the local runner give their workers; see
@@ -23,6 +23,7 @@ const { values: args } = parseArgs({
     iters: { type: 'string' },
     'chunk-mib': { type: 'string' },
     rank: { type: 'string' },
+    plain: { type: 'boolean', default: false },
   },
 });
 const MiB = 1 << 20;
@@ -40,7 +41,7 @@ function mainThreadCpu() {
 }
 
 async function rank(r) {
-  const { connectRing, startCollectiveServer, allReduce } = await import('@finetune/worker');
+  const { connectRing, startCollectiveServer, allReduce, allocateCollectiveBuffer } = await import('@finetune/worker');
   const server = await startCollectiveServer({ port: 0, host: '127.0.0.1', token, jobId, rank: r, worldSize: world });
   process.stdout.write(`${JSON.stringify({ port: server.port })}\n`);
   const lines = createInterface({ input: process.stdin });
@@ -48,7 +49,8 @@ async function rank(r) {
   const link = await connectRing({ server, rank: r, worldSize: world, peers, token, jobId, timeoutMs: 60_000, connectDeadlineMs: 20_000 });
   const options = { op: 'sum', ...(args['chunk-mib'] ? { chunkBytes: Math.round(Number(args['chunk-mib']) * MiB) } : {}) };
   for (const mib of sizes) {
-    const data = new Float32Array((mib * MiB) / 4);
+    // Allocated as GradientBucket allocates gradients (collective memory: SIMD sums); --plain for an ordinary array.
+    const data = args.plain ? new Float32Array((mib * MiB) / 4) : allocateCollectiveBuffer((mib * MiB) / 4);
     for (let i = 0; i < data.length; i++) data[i] = (i % 97) * 0.01;
     for (let i = 0; i < 2; i++) await allReduce(data, link, options);
     const iters = Number(args.iters ?? Math.max(3, Math.min(50, Math.floor(1e9 / (mib * MiB)))));

@@ -4,6 +4,7 @@
  * across world sizes and with other libraries.
  */
 import { allReduce } from './ring.js';
+import { allocateCollectiveBuffer, freeCollectiveBuffer } from './collective-memory.js';
 import type { RingLink } from './link.js';
 import type { WireFormat } from './wire.js';
 
@@ -30,7 +31,8 @@ export async function benchmarkAllReduce(
   const rows: AllReduceBenchRow[] = [];
   const barrier = new Float32Array(1);
   for (const bytes of sizes) {
-    const data = new Float32Array(Math.max(1, Math.floor(bytes / 4)));
+    // Allocated as GradientBucket allocates the gradients a training step all-reduces.
+    const data = allocateCollectiveBuffer(Math.max(1, Math.floor(bytes / 4)));
     for (let i = 0; i < data.length; i++) data[i] = (i % 97) * 0.01;
     const opts = { op: 'sum' as const, ...(options.wire ? { wire: options.wire } : {}) };
     for (let i = 0; i < (options.warmup ?? 2); i++) await allReduce(data, link, opts);
@@ -43,6 +45,7 @@ export async function benchmarkAllReduce(
     const seconds = (performance.now() - start) / 1000 / iterations;
     const algbw = (data.length * 4) / seconds / 1e9;
     rows.push({ bytes: data.length * 4, worldSize: link.worldSize, iterations, seconds, algbwGBps: algbw, busbwGBps: algbw * busBandwidthFactor(link.worldSize) });
+    freeCollectiveBuffer(data);
   }
   return rows;
 }

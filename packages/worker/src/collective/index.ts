@@ -2,6 +2,7 @@ export * from './link.js';
 export * from './wire.js';
 export * from './ring.js';
 export * from './memory-link.js';
+export { allocateCollectiveBuffer, freeCollectiveBuffer } from './collective-memory.js';
 export {
   connectRing,
   startCollectiveServer,

@@ -5,7 +5,10 @@
  *
  * Every message is copied when the link accepts it (the moment send() resolves), so the receiver
  * never aliases the sender's memory: a sender that reuses a buffer before its send resolved, or a
- * receiver that scribbles on what it got, cannot hide a bug behind shared bytes.
+ * receiver that scribbles on what it got, cannot hide a bug behind shared bytes. sendv() (the
+ * zero-copy send) keeps the caller's parts until the message is delivered and copies them then,
+ * like a socket that reads the sender's memory late: with `maxQueued` that can be long after the
+ * call, so a caller that changes the bytes before its sendv resolved sends the changed bytes.
  *
  * Faults for tests:
  * - `recvTimeoutMs`: a recv() that waits longer rejects with CollectiveError naming the silent
@@ -48,7 +51,21 @@ interface RecvWaiter extends Waiter<Uint8Array> {
 }
 
 interface SendWaiter extends Waiter<void> {
-  message: Uint8Array;
+  parts: readonly Uint8Array[];
+}
+
+/** One message from its parts (a copy, always). */
+function concat(parts: readonly Uint8Array[]): Uint8Array {
+  if (parts.length === 1) return parts[0]!.slice();
+  let n = 0;
+  for (const p of parts) n += p.byteLength;
+  const out = new Uint8Array(n);
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.byteLength;
+  }
+  return out;
 }
 
 /** One directed edge from -> to. */
@@ -73,8 +90,8 @@ class Edge {
     return this.queue.length - this.head;
   }
 
-  private deliver(message: Uint8Array): void {
-    const copy = message.slice(); // accepted now: the sender may reuse its bytes from here on
+  private deliver(parts: readonly Uint8Array[]): void {
+    const copy = concat(parts); // accepted now: the sender may reuse its bytes from here on
     const r = this.receivers.shift();
     if (r) {
       if (r.timer) clearTimeout(r.timer);
@@ -84,13 +101,14 @@ class Edge {
     }
   }
 
-  send(message: Uint8Array): Promise<void> {
+  /** Delivers the concatenation of `parts` (copied at delivery); resolves once delivered. */
+  send(parts: readonly Uint8Array[]): Promise<void> {
     if (this.receiverGone) return Promise.reject(this.receiverGone);
     if (this.senders.length === 0 && this.size < this.maxQueued) {
-      this.deliver(message);
+      this.deliver(parts);
       return Promise.resolve();
     }
-    return new Promise<void>((resolve, reject) => this.senders.push({ message, resolve, reject }));
+    return new Promise<void>((resolve, reject) => this.senders.push({ parts, resolve, reject }));
   }
 
   private take(): Uint8Array {
@@ -103,7 +121,7 @@ class Edge {
     // Room for one more: admit the oldest waiting sender.
     const s = this.senders.shift();
     if (s) {
-      this.deliver(s.message);
+      this.deliver(s.parts);
       s.resolve();
     }
     return m;
@@ -185,7 +203,14 @@ class MemoryRingLink implements MemoryLink {
   async send(message: Uint8Array): Promise<void> {
     if (this.gone) throw this.gone;
     if (!(message instanceof Uint8Array)) throw new TypeError('MemoryLink.send: message must be a Uint8Array');
-    await this.out.send(message);
+    await this.out.send([message]);
+    this.sentCount++;
+  }
+
+  async sendv(parts: readonly Uint8Array[]): Promise<void> {
+    if (this.gone) throw this.gone;
+    if (!parts.every((p) => p instanceof Uint8Array)) throw new TypeError('MemoryLink.sendv: parts must be Uint8Arrays');
+    await this.out.send([...parts]);
     this.sentCount++;
   }
 

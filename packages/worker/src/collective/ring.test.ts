@@ -290,3 +290,87 @@ test('overlapping calls on one link are refused', async () => {
   assert.deepEqual([...b], new Array(8).fill(3));
   assert.ok(new CollectiveError('x') instanceof Error);
 });
+
+/** A link whose sendv counts its calls (and otherwise forwards). */
+function countingSendv(link: RingLink, counter: { sendv: number; send: number }): RingLink {
+  return {
+    rank: link.rank,
+    worldSize: link.worldSize,
+    send: (m) => {
+      counter.send++;
+      return link.send(m);
+    },
+    sendv: (parts) => {
+      counter.sendv++;
+      return link.sendv!(parts);
+    },
+    recv: () => link.recv(),
+    close: () => link.close(),
+  };
+}
+
+test('zero-copy sends: results are exact although the transport reads `data` late', { timeout: 60_000 }, async () => {
+  // The memory link copies a sendv message only when it delivers it; with one queued message per
+  // edge and many sends outstanding, that is long after the call. Were the ring to write a region
+  // of `data` before everything sent from it had been delivered, some rank would get wrong bytes.
+  for (const n of [2, 3, 4]) {
+    for (const [len, chunkBytes, maxQueued] of [[997, 12, 1], [4099, 256, 2], [31, 4, 1]] as const) {
+      for (const op of ['sum', 'avg'] as const) {
+        const inputs = inputsFor(n, len, 70 + n * 7 + len);
+        const ring = createMemoryRing(n, { maxQueued });
+        const counts = ring.map(() => ({ sendv: 0, send: 0 }));
+        const data = inputs.map((x) => x.slice());
+        await Promise.all(ring.map((l, r) => allReduce(data[r]!, countingSendv(l, counts[r]!), { op, chunkBytes, maxInFlight: 64 })));
+        const what = `n=${n} len=${len} chunk=${chunkBytes} queued=${maxQueued} ${op}`;
+        assertBitwiseEqual(data[0]!, predicted(inputs, op), what);
+        for (let r = 1; r < n; r++) assertBitwiseEqual(data[r]!, data[0]!, `${what} rank ${r}`);
+        assert.ok(counts.every((c) => c.sendv > 0 && c.send === 0), `${what}: every message went by sendv`);
+      }
+    }
+  }
+});
+
+test('zero-copy sends are used for the float32 wire only; bf16 keeps encoded copies', async () => {
+  const ring = createMemoryRing(2);
+  const counts = ring.map(() => ({ sendv: 0, send: 0 }));
+  const inputs = inputsFor(2, 100, 3);
+  await Promise.all(ring.map((l, r) => allReduce(inputs[r]!.slice(), countingSendv(l, counts[r]!), { wire: 'bf16', chunkBytes: 64 })));
+  assert.ok(counts.every((c) => c.sendv === 0 && c.send > 0));
+});
+
+test('a failure with zero-copy sends outstanding: the rejection waits until the transport let go of `data`', { timeout: 15_000 }, async () => {
+  // Rank 1 is a script: it sends rank 0 a message that is not an all-reduce frame, then reads
+  // slowly. Rank 0 fails at once, while its sendv messages still sit in the link (one queued per
+  // edge), to be read from `data` later. Its all-reduce must not reject before they are delivered.
+  const ring = createMemoryRing(2, { maxQueued: 1, recvTimeoutMs: 5_000 });
+  const pending = new Set<Promise<void>>();
+  const link0: RingLink = {
+    rank: 0,
+    worldSize: 2,
+    send: (m) => ring[0]!.send(m),
+    sendv: (parts) => {
+      const p = ring[0]!.sendv!(parts);
+      pending.add(p);
+      const forget = () => void pending.delete(p);
+      p.then(forget, forget);
+      return p;
+    },
+    recv: () => ring[0]!.recv(),
+    close: () => ring[0]!.close(),
+  };
+  await ring[1]!.send(new Uint8Array(40)); // not a frame: rank 0 fails on its first receive
+  let reading = true;
+  const reader = (async () => {
+    while (reading) {
+      await new Promise((resolve) => setTimeout(resolve, 2));
+      await ring[1]!.recv().catch(() => (reading = false));
+    }
+  })();
+  const data = inputsFor(2, 4096, 9)[0]!;
+  const running = allReduce(data, link0, { chunkBytes: 64, maxInFlight: 32 });
+  await assert.rejects(running, (e: unknown) => e instanceof CollectiveError && /not an all-reduce frame/.test(e.message));
+  assert.equal(pending.size, 0, `${pending.size} zero-copy sends were still pending when the all-reduce rejected`);
+  reading = false;
+  await ring[1]!.close();
+  await reader;
+});

@@ -3,7 +3,12 @@
  * on the data path here (every page faulted in anew, and the churn drives V8 into major GCs; see
  * README.md), so the link encodes outgoing frames into, and assembles incoming messages in,
  * buffers that go back to a pool once the socket or the consumer is done with them.
+ *
+ * A pool given the collective memory (collective-memory.ts) takes its buffers from there, so that
+ * the ring sums received messages into collective buffers with SIMD. Such buffers are not
+ * garbage-collected: the pool frees what it drops, and what is given back after clear().
  */
+import type { CollectiveMemory } from '../collective-memory.js';
 
 /** Buffer capacities are multiples of this, so messages of slightly different sizes share buffers. */
 const GRANULE = 64 * 1024;
@@ -16,13 +21,19 @@ export class BufferPool {
    * gives a buffer back (release() is optional) just lets it become garbage.
    */
   private lent = new WeakMap<ArrayBufferLike, Buffer>();
+  /** Lent buffers of the collective memory (which all share one memory), by first byte. */
+  private readonly lentShared = new Map<number, Buffer>();
+  private cleared = false;
   /** Buffers allocated (for tests and diagnostics). */
   allocated = 0;
 
-  /** Keeps at most `maxFreeBytes` of idle buffers. */
-  constructor(private readonly maxFreeBytes: number) {}
+  /** Keeps at most `maxFreeBytes` of idle buffers; takes new ones from `memory` when given (and not full). */
+  constructor(
+    private readonly maxFreeBytes: number,
+    private readonly memory?: CollectiveMemory,
+  ) {}
 
-  /** A whole buffer of at least `bytes` bytes (its own ArrayBuffer, offset 0), reused when one is free. */
+  /** A whole buffer of at least `bytes` bytes (its own ArrayBuffer or collective block, offset at its start), reused when one is free. */
   acquire(bytes: number): Buffer {
     const free = this.free;
     for (let i = free.length - 1; i >= 0; i--) {
@@ -35,38 +46,66 @@ export class BufferPool {
       }
     }
     this.allocated++;
+    const size = Math.max(GRANULE, Math.ceil(bytes / GRANULE) * GRANULE);
+    const block = this.memory?.allocate(size);
+    if (block) return Buffer.from(block.buffer, block.byteOffset, block.byteLength);
     // allocUnsafeSlow: never a slice of Node's shared pool, so the ArrayBuffer identifies it.
-    return Buffer.allocUnsafeSlow(Math.max(GRANULE, Math.ceil(bytes / GRANULE) * GRANULE));
+    return Buffer.allocUnsafeSlow(size);
   }
 
-  /** Returns a buffer from acquire() to the pool (dropped when the pool is full). */
+  /** Returns a buffer from acquire() to the pool (dropped when the pool is full or cleared). */
   recycle(buffer: Buffer): void {
-    if (this.freeBytes + buffer.byteLength > this.maxFreeBytes) return;
+    if (this.cleared || this.freeBytes + buffer.byteLength > this.maxFreeBytes) {
+      this.drop(buffer);
+      return;
+    }
     this.free.push(buffer);
     this.freeBytes += buffer.byteLength;
+  }
+
+  private drop(buffer: Buffer): void {
+    if (this.memory?.owns(buffer)) this.memory.free(buffer);
   }
 
   /** Exactly `bytes` bytes at the start of a pooled buffer, remembered until giveBack(). */
   lend(bytes: number): Buffer {
     const whole = this.acquire(bytes);
-    this.lent.set(whole.buffer, whole);
+    if (this.memory?.owns(whole)) this.lentShared.set(whole.byteOffset, whole);
+    else this.lent.set(whole.buffer, whole);
     return whole.subarray(0, bytes);
   }
 
   /** Takes back the buffer a view from lend() lies in; false when it is not one (then nothing happens). */
   giveBack(view: Uint8Array): boolean {
-    const whole = this.lent.get(view.buffer);
+    let whole: Buffer | undefined;
+    if (this.memory?.owns(view)) {
+      // Few buffers are lent at a time (the link's receive queue): a scan is cheap.
+      const at = view.byteOffset;
+      for (const [start, b] of this.lentShared) {
+        if (at >= start && at < start + b.byteLength) {
+          whole = b;
+          this.lentShared.delete(start);
+          break;
+        }
+      }
+    } else {
+      whole = this.lent.get(view.buffer);
+      if (whole) this.lent.delete(view.buffer);
+    }
     if (!whole) return false;
-    this.lent.delete(view.buffer);
     this.recycle(whole);
     return true;
   }
 
-  /** Drops every buffer (lent ones become ordinary garbage once their holders let go). */
+  /**
+   * Drops every idle buffer; buffers still lent are freed when given back. Ordinary ones that
+   * never come back become garbage once their holders let go.
+   */
   clear(): void {
+    for (const b of this.free) this.drop(b);
     this.free.length = 0;
     this.freeBytes = 0;
-    this.lent = new WeakMap();
+    this.cleared = true;
   }
 }
 

@@ -10,6 +10,8 @@ import { fileURLToPath } from 'node:url';
 import { CollectiveError } from '../link.js';
 import { connectRing, startCollectiveServer, type CollectiveServer, type GrpcRingLink } from './grpc.js';
 import { HOST, newToken } from './fixtures/ring.js';
+import { allReduce } from '../ring.js';
+import { allocateCollectiveBuffer } from '../collective-memory.js';
 
 const PEER_SCRIPT = fileURLToPath(new URL('./fixtures/ring-peer.js', import.meta.url));
 const TIMEOUT_MS = 2_000;
@@ -49,8 +51,8 @@ function lineReader(child: ChildProcess): (what: string) => Promise<string> {
   };
 }
 
-/** A ring of 2: rank 0 here, rank 1 in a child process. */
-async function startPair(): Promise<Pair> {
+/** A ring of 2: rank 0 here, rank 1 in a child process (all-reducing `allReduceBytes` in a loop when given). */
+async function startPair(allReduceBytes = 0): Promise<Pair> {
   const token = newToken();
   const jobId = 'job-faults';
   const server = await startCollectiveServer({ port: 0, host: HOST, token, jobId, rank: 0, worldSize: 2, timeoutMs: TIMEOUT_MS, log: () => {} });
@@ -65,6 +67,7 @@ async function startPair(): Promise<Pair> {
       FT_BIND_HOST: HOST,
       FT_COLLECTIVE_TIMEOUT_MS: String(TIMEOUT_MS),
       FT_CONNECT_DEADLINE_MS: '15000',
+      FT_PEER_ALLREDUCE_BYTES: String(allReduceBytes),
     },
   });
   const kill = (): void => {
@@ -132,6 +135,31 @@ describe('faults with a real peer process', { timeout: 90_000 }, () => {
       await pair.close();
     }
   });
+
+  for (const signal of ['SIGKILL', 'SIGSTOP'] as const) {
+    it(`a peer that gets ${signal} during all-reduces with zero-copy sends outstanding: the all-reduce rejects within the timeout, naming it`, { timeout: 40_000 }, async () => {
+      const bytes = 8 * 1024 * 1024;
+      const pair = await startPair(bytes);
+      try {
+        const data = allocateCollectiveBuffer(bytes / 4).fill(1);
+        for (let i = 0; i < 3; i++) {
+          await allReduce(data, pair.link);
+          // 1 + 2 first; then both ranks hold the same sum and double it.
+          assert.equal(data[12345], 3 * 2 ** i, `all-reduce ${i} sums with the peer`);
+        }
+        const running = allReduce(data, pair.link);
+        pair.child.kill(signal);
+        const at = Date.now();
+        await assert.rejects(running, namesPeer1(pair.peerAddress));
+        const elapsed = Date.now() - at;
+        assert.ok(elapsed < TIMEOUT_MS + 4_000, `detected after ${elapsed} ms`);
+        console.log(`# ${signal} during an all-reduce detected after ${elapsed} ms`);
+      } finally {
+        pair.child.kill('SIGKILL');
+        await pair.close();
+      }
+    });
+  }
 
   it('a hung peer (SIGSTOP): recv and send reject within the timeout, naming it', { timeout: 40_000 }, async () => {
     const pair = await startPair();

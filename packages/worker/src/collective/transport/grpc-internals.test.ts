@@ -1,9 +1,11 @@
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import { describe, it } from 'node:test';
+import { Readable } from 'node:stream';
 import { allReduce } from '../ring.js';
+import { allocateCollectiveBuffer, collectiveMemory, createCollectiveMemory, freeCollectiveBuffer } from '../collective-memory.js';
 import { BufferPool } from './buffer-pool.js';
-import { PooledMessageDecoder } from './grpc-internals.js';
+import { PooledMessageDecoder, skipReadAhead } from './grpc-internals.js';
 import { pattern, sameBytes, startRing } from './fixtures/ring.js';
 
 const MiB = 1024 * 1024;
@@ -102,6 +104,49 @@ describe('BufferPool', () => {
   });
 });
 
+describe('BufferPool in the collective memory', () => {
+  it('lends collective blocks, takes them back by any view, and frees what it drops', () => {
+    const memory = createCollectiveMemory(16)!; // 1 MiB
+    const pool = new BufferPool(256 * 1024, memory);
+    const a = pool.lend(200_000);
+    assert.ok(memory.owns(a));
+    assert.equal(a.byteLength, 200_000);
+    assert.equal(pool.giveBack(a.subarray(24, 1000)), true, 'a view into the block gives it back (the ring releases payload views)');
+    assert.equal(pool.giveBack(a), false);
+    const b = pool.lend(100);
+    assert.equal(b.byteOffset, a.byteOffset, 'reused');
+    const c = pool.lend(300_000); // another block; pool keeps at most 256 KiB idle
+    pool.giveBack(b);
+    pool.giveBack(c); // 256 KiB (b's block) + 320 KiB > limit: c's block is freed to the memory
+    assert.ok(memory.allocate(12 * 64 * 1024), 'the dropped block went back to the memory');
+    const d = pool.lend(1000);
+    pool.clear(); // idle b-block freed now; d is freed when it comes back
+    pool.giveBack(d);
+    assert.equal(pool.giveBack(new Uint8Array(4)), false, 'foreign memory is ignored');
+    assert.ok(memory.allocate(4 * 64 * 1024), 'everything the pool held is back in the memory');
+  });
+});
+
+describe('skipReadAhead', () => {
+  it('stops Readable from scheduling a read-ahead _read() after every chunk a pushing stream delivers', async () => {
+    const run = async (skip: boolean): Promise<number> => {
+      let reads = 0;
+      const stream = new Readable({ read: () => void reads++ });
+      const onChunk = skipReadAhead(stream);
+      stream.on('data', () => skip && onChunk());
+      await new Promise((resolve) => setImmediate(resolve));
+      reads = 0;
+      for (let i = 0; i < 20; i++) {
+        stream.push(Buffer.alloc(10)); // like Node's HTTP/2 stream: a push per DATA frame, each in its own tick
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+      return reads;
+    };
+    assert.ok((await run(false)) >= 20, 'without it, Node reads ahead after every chunk (what the hook removes)');
+    assert.equal(await run(true), 0);
+  });
+});
+
 describe('gRPC ring link: pooled data path', { timeout: 60_000 }, () => {
   it('is active on a live link: frames are assembled in the pool, and released buffers are reused', { timeout: 30_000 }, async () => {
     const ring = await startRing(2, { chunkBytes: 256 * 1024 });
@@ -132,6 +177,69 @@ describe('gRPC ring link: pooled data path', { timeout: 60_000 }, () => {
       assert.ok(sent <= warm.send + 2, `send buffers allocated: ${warm.send} before the last 3 rounds, ${sent} after`);
     } finally {
       await ring.close();
+    }
+  });
+
+  it('places messages in the collective memory only once the consumer releases what it reads', { timeout: 30_000 }, async () => {
+    const memory = collectiveMemory()!;
+    const ring = await startRing(2, { chunkBytes: 256 * 1024 });
+    try {
+      const [a, b] = ring.links as [(typeof ring.links)[0], (typeof ring.links)[0]];
+      const next = async (i: number): Promise<Uint8Array> => {
+        const [, got] = await Promise.all([a.send(pattern(100_000, 0, i)), b.recv()]);
+        assert.ok(sameBytes(got, pattern(100_000, 0, i)));
+        return got;
+      };
+      for (let i = 0; i < 3; i++) assert.ok(!memory.owns(await next(i)), 'a consumer that never released gets garbage-collected buffers');
+      b.release(await next(3));
+      let placed = 0;
+      for (let i = 4; i < 12; i++) {
+        const got = await next(i);
+        if (memory.owns(got)) placed++;
+        b.release(got);
+      }
+      assert.ok(placed >= 6, `after the first release, messages go to the collective memory (${placed} of 8)`);
+    } finally {
+      await ring.close();
+    }
+  });
+
+  it('sums with SIMD where messages and data lie in the collective memory, bitwise as the JavaScript loop', { timeout: 60_000 }, async () => {
+    const memory = collectiveMemory()!;
+    let simdCalls = 0;
+    const add = memory.add.bind(memory);
+    memory.add = (dst, src) => {
+      simdCalls++;
+      add(dst, src);
+    };
+    try {
+      for (const n of [2, 3]) {
+        const ring = await startRing(n, { chunkBytes: 128 * 1024 });
+        try {
+          for (const len of [1, 7, 100_003]) {
+            const inputs = ring.links.map((_, r) => Float32Array.from({ length: len }, (_, i) => Math.fround(Math.sin(i * 0.37 + r) * 10 ** ((i % 7) - 3))));
+            const plain = inputs.map((x) => x.slice());
+            const before = simdCalls;
+            await Promise.all(ring.links.map((link, r) => allReduce(plain[r]!, link, { chunkBytes: 64 * 1024 })));
+            assert.equal(simdCalls, before, 'ordinary arrays are summed by the JavaScript loop');
+            const collective = inputs.map((x) => {
+              const c = allocateCollectiveBuffer(len);
+              c.set(x);
+              return c;
+            });
+            await Promise.all(ring.links.map((link, r) => allReduce(collective[r]!, link, { chunkBytes: 64 * 1024 })));
+            assert.ok(simdCalls > before, `n=${n} len=${len}: the SIMD path ran`);
+            for (let r = 0; r < n; r++) {
+              assert.deepEqual(new Uint32Array(collective[r]!.buffer, collective[r]!.byteOffset, len), new Uint32Array(plain[0]!.buffer), `n=${n} len=${len} rank ${r}`);
+              freeCollectiveBuffer(collective[r]!);
+            }
+          }
+        } finally {
+          await ring.close();
+        }
+      }
+    } finally {
+      memory.add = add;
     }
   });
 

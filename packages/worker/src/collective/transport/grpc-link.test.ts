@@ -68,6 +68,65 @@ describe('gRPC ring link: semantics', { timeout: 120_000 }, () => {
     }
   });
 
+  it('sendv delivers the concatenation of its parts as one message, in order with send()', { timeout: 30_000 }, async () => {
+    const ring = await startRing(2, { chunkBytes: 64 * 1024 });
+    try {
+      const [a, b] = ring.links as [(typeof ring.links)[0], (typeof ring.links)[0]];
+      // Parts of every kind: empty, small (merged into the frame head), large, and boundaries that
+      // fall inside and across the 64 KiB frames.
+      const cases: number[][] = [[], [0], [32, 100_000], [1, 2, 3], [65_536 - 40, 40, 65_536, 7], [300_000], [32, 0, 65_536 * 3 + 1], [256, 257]];
+      const sending = (async () => {
+        for (let i = 0; i < cases.length; i++) {
+          const parts = cases[i]!.map((n, k) => pattern(n, i, k));
+          await a.sendv(parts);
+          await a.send(pattern(10, i, 99)); // interleaved with plain sends
+        }
+      })();
+      for (let i = 0; i < cases.length; i++) {
+        const expected = Buffer.concat(cases[i]!.map((n, k) => pattern(n, i, k)));
+        const got = await b.recv();
+        assert.ok(sameBytes(got, expected), `sendv ${i} (${cases[i]}) arrives as one message`);
+        assert.ok(sameBytes(await b.recv(), pattern(10, i, 99)), `send after sendv ${i}`);
+      }
+      await sending;
+    } finally {
+      await ring.close();
+    }
+  });
+
+  it('sendv reads the caller memory until it resolves, not after', { timeout: 30_000 }, async () => {
+    const ring = await startRing(2, { chunkBytes: 1 * MiB });
+    try {
+      const [a, b] = ring.links as [(typeof ring.links)[0], (typeof ring.links)[0]];
+      const payload = pattern(3 * MiB + 5, 2, 0);
+      const buffer = payload.slice();
+      const sent = a.sendv([buffer.subarray(0, 10), buffer.subarray(10)]);
+      const got = b.recv();
+      await sent;
+      buffer.fill(0xee); // the transport is done with it: this must not reach the peer
+      assert.ok(sameBytes(await got, payload));
+    } finally {
+      await ring.close();
+    }
+  });
+
+  it('sendv rejects when the link closes before its bytes were written', { timeout: 30_000 }, async () => {
+    const ring = await startRing(2, { chunkBytes: 1 * MiB, maxBufferedSendBytes: 1 * MiB });
+    try {
+      const a = ring.links[0]!;
+      // Nobody reads: after the HTTP/2 window and socket buffers fill, writes stall.
+      const sends = Array.from({ length: 64 }, (_, i) => a.sendv([pattern(1 * MiB, 0, i)]));
+      for (const s of sends) s.catch(() => {});
+      await sleep(200);
+      await a.close();
+      const settled = await Promise.allSettled(sends);
+      assert.ok(settled.some((s) => s.status === 'rejected'), 'some sends were still unwritten at close');
+      for (const s of settled) if (s.status === 'rejected') assert.ok(s.reason instanceof CollectiveError && /link is closed/.test(s.reason.message), String(s.reason));
+    } finally {
+      await ring.close();
+    }
+  });
+
   it('keeps the order of many small messages sent without waiting', { timeout: 30_000 }, async () => {
     const ring = await startRing(2);
     try {

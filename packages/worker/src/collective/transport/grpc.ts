@@ -11,17 +11,20 @@
  * Messages are cut into frames of at most `chunkBytes`; a frame carries its message index and
  * byte offset, so the receiver checks order and reassembles. A message that fits one frame is
  * returned as a view into the received buffer (8-byte aligned); a larger one is copied once into
- * a buffer of its size. The sender copies each chunk once, into the encoded frame.
+ * a buffer of its size. send() copies each chunk once, into the encoded frame; sendv() (what the
+ * ring uses) copies nothing: it writes a small frame head and the caller's bytes as one vectored
+ * write, and resolves once the socket took them.
  *
  * Memory. No buffer on the data path is allocated per message (fresh multi-MiB buffers, not
- * copies, were what made this link slow: see README.md in this folder). The sender encodes each
+ * copies, were what made this link slow: see README.md in this folder). send() encodes each
  * frame as a complete gRPC message (length prefix included) into a buffer of `sendPool`; grpc-js
  * is told to write it as-is and Node's http2 sends it without copying, so the buffer goes back to
  * the pool from the write callback. The receiver's grpc-js call assembles each gRPC message into
  * a buffer of `recvPool`; a message handed back with release() (the ring does, once it has summed
- * or stored it) returns its buffer to the pool. Both hooks into grpc-js are in grpc-internals.ts.
- * Idle pool memory is bounded (maxBufferedSendBytes + 2 frames; min(maxBufferedRecvBytes, 64 MiB)
- * + 2 frames).
+ * or stored it) returns its buffer to the pool; once the consumer releases, the pool is in the
+ * collective memory (../collective-memory.ts), where the ring sums with SIMD. The hooks into
+ * grpc-js are in grpc-internals.ts. Idle pool memory is bounded (maxBufferedSendBytes + 2 frames;
+ * min(maxBufferedRecvBytes, 64 MiB) + 2 frames).
  *
  * Faults: a peer that dies closes the TCP connection (the stream errors at once); a peer that
  * hangs is caught by HTTP/2 keepalive pings (both directions) and by the link's timers: a pending
@@ -62,7 +65,9 @@ import { CollectiveError, type RingLink } from '../link.js';
 import { bearerMetadata, checkBearer, checkTokenUsable, tokenDigest } from './auth.js';
 import type { TlsMaterial } from './config.js';
 import { BufferPool, raiseMallocTrimThreshold } from './buffer-pool.js';
-import { disableNagleOnAcceptedSockets, receiveIntoPool, sendPreframedMessages, type PooledMessageDecoder } from './grpc-internals.js';
+import { collectiveMemory } from '../collective-memory.js';
+import { disableNagleOnAcceptedSockets, PreframedParts, receiveIntoPool, sendPreframedMessages, type PooledMessageDecoder } from './grpc-internals.js';
+import { writeFramedHead } from './frame-head.js';
 import {
   describePeer,
   formatSeconds,
@@ -85,6 +90,10 @@ const MAX_REQUEST_BYTES = 64 * 1024;
 const FRAME_OVERHEAD_BYTES = 64;
 /** gRPC length prefix + Frame header + padding is at most this. */
 const FRAMED_OVERHEAD_BYTES = FRAME_OVERHEAD_BYTES + 8;
+/** Leading parts of a sendv() message up to this size are copied into the frame head (one write instead of two). */
+const SMALL_PART_BYTES = 256;
+/** Frame heads (gRPC prefix + Frame header, plus small leading parts) are allocated in buffers of this size. */
+const HEAD_BUFFER_BYTES = 1024;
 /** Refused calls logged per minute. */
 const REFUSAL_LOG_LIMIT = 20;
 
@@ -142,7 +151,8 @@ export interface WorkerStatus {
   message: string;
 }
 
-type SubscriberCall = ServerWritableStream<SubscribeRequest, Buffer>;
+/** Our Subscribe calls write pre-framed messages (see sendPreframedMessages), not Frame objects. */
+type SubscriberCall = ServerWritableStream<SubscribeRequest, Buffer | PreframedParts>;
 type SubscriberListener = (call: SubscriberCall) => void;
 
 export interface CollectiveServer {
@@ -401,6 +411,9 @@ export interface ConnectRingOptions {
 
 export interface GrpcRingLink extends RingLink {
   readonly peers: readonly string[];
+  /** The gRPC link always sends without copying when asked to (see RingLink.sendv). */
+  sendv(parts: readonly Uint8Array[]): Promise<void>;
+  release(message: Uint8Array): void;
   /** The first failure of either direction, once there is one. */
   readonly failure: CollectiveError | undefined;
 }
@@ -439,6 +452,10 @@ class Link implements GrpcRingLink {
   private inflightBytes = 0;
   private writableWaiter: Waiter<void> | undefined;
   private sendTimer: NodeJS.Timeout | undefined;
+  /** sendv() messages whose bytes the socket has not taken yet, in order; rejected when sending fails. */
+  private readonly unwritten = new Set<Waiter<void>>();
+  /** Reused buffers for the heads of sendv() frames. */
+  private readonly heads: Buffer[] = [];
   /**
    * Reused buffers for outgoing frames, each a complete gRPC message (encodeFramedMessage) that
    * grpc-js writes as-is (sendPreframedMessages) and Node's http2 sends without copying; a buffer
@@ -450,9 +467,12 @@ class Link implements GrpcRingLink {
   /**
    * Reused buffers for incoming messages: the subchannel call's decoder assembles each gRPC
    * message into one (receiveIntoPool); a message the consumer hands back with release() (the
-   * ring does, once summed) returns to the pool.
+   * ring does, once summed) returns to the pool. Ordinary (garbage-collected) buffers until the
+   * consumer first calls release(); from then on buffers of the collective memory, where the
+   * ring sums with SIMD, and which only release() frees (see RingLink.release).
    */
   private readonly recvPool: BufferPool;
+  private collectiveRecvPool: BufferPool | undefined;
   private decoder: PooledMessageDecoder | undefined;
 
   constructor(
@@ -469,7 +489,20 @@ class Link implements GrpcRingLink {
     this.next = (rank + 1) % worldSize;
     this.subscriberListener = (call) => this.attachOutbound(call);
     this.sendPool = new BufferPool(maxBufferedSendBytes + 2 * (chunkBytes + FRAMED_OVERHEAD_BYTES));
-    this.recvPool = new BufferPool(Math.min(maxBufferedRecvBytes, 64 * MiB) + 2 * (chunkBytes + FRAMED_OVERHEAD_BYTES));
+    this.recvPool = new BufferPool(this.recvPoolBytes());
+  }
+
+  private recvPoolBytes(): number {
+    return Math.min(this.maxBufferedRecvBytes, 64 * MiB) + 2 * (this.chunkBytes + FRAMED_OVERHEAD_BYTES);
+  }
+
+  /** A buffer for an incoming message (see recvPool). */
+  private lendRecv(bytes: number): Buffer {
+    return (this.collectiveRecvPool ?? this.recvPool).lend(bytes);
+  }
+
+  private giveBackRecv(view: Uint8Array): void {
+    if (!this.collectiveRecvPool?.giveBack(view)) this.recvPool.giveBack(view);
   }
 
   /** @internal For tests: whether the pooled paths are active, and what they did. */
@@ -477,7 +510,7 @@ class Link implements GrpcRingLink {
     return {
       messagesAssembledInPool: this.decoder?.pooledMessages ?? 0,
       sendBuffersAllocated: this.sendPool.allocated,
-      recvBuffersAllocated: this.recvPool.allocated,
+      recvBuffersAllocated: this.recvPool.allocated + (this.collectiveRecvPool?.allocated ?? 0),
     };
   }
 
@@ -513,6 +546,12 @@ class Link implements GrpcRingLink {
     this.writableWaiter = undefined;
     this.outboundWaiter?.reject(err);
     this.outboundWaiter = undefined;
+    this.rejectUnwritten(err);
+  }
+
+  private rejectUnwritten(err: CollectiveError): void {
+    for (const waiter of this.unwritten) waiter.reject(err);
+    this.unwritten.clear();
   }
 
   private closedError(): CollectiveError {
@@ -599,7 +638,7 @@ class Link implements GrpcRingLink {
         accepted = true;
         clearTimeout(timer);
         try {
-          this.decoder = receiveIntoPool(call, { acquire: (bytes) => this.recvPool.lend(bytes) });
+          this.decoder = receiveIntoPool(call, { acquire: (bytes) => this.lendRecv(bytes) });
         } catch (err) {
           if (this.inbound === call) this.inbound = undefined;
           call.cancel();
@@ -661,7 +700,10 @@ class Link implements GrpcRingLink {
   }
 
   private onFrame(frame: FrameView): void {
-    if (this.recvFailure || this.closed) return;
+    if (this.recvFailure || this.closed) {
+      this.giveBackRecv(frame.data);
+      return;
+    }
     if (this.recvTimer) this.recvTimer.refresh();
     const { data } = frame;
     if (frame.message !== this.expectedMessage) {
@@ -675,9 +717,9 @@ class Link implements GrpcRingLink {
         complete = data;
       } else {
         if (data.byteLength === 0) return this.protocolError('empty frame');
-        const buf = this.recvPool.lend(frame.messageBytes);
+        const buf = this.lendRecv(frame.messageBytes);
         buf.set(data, 0);
-        this.recvPool.giveBack(data);
+        this.giveBackRecv(data);
         this.assembling = { buf, filled: data.byteLength };
         this.queuedBytes += data.byteLength;
       }
@@ -688,7 +730,7 @@ class Link implements GrpcRingLink {
       }
       if (data.byteLength === 0 || a.filled + data.byteLength > a.buf.byteLength) return this.protocolError('frame overruns its message');
       a.buf.set(data, a.filled);
-      this.recvPool.giveBack(data);
+      this.giveBackRecv(data);
       a.filled += data.byteLength;
       this.queuedBytes += data.byteLength;
       if (a.filled === a.buf.byteLength) {
@@ -714,7 +756,12 @@ class Link implements GrpcRingLink {
   }
 
   release(message: Uint8Array): void {
-    if (!this.closed) this.recvPool.giveBack(message);
+    if (!this.collectiveRecvPool && !this.closed) {
+      // This consumer releases what it reads: later messages may go to the collective memory.
+      const memory = collectiveMemory();
+      if (memory) this.collectiveRecvPool = new BufferPool(this.recvPoolBytes(), memory);
+    }
+    this.giveBackRecv(message); // after close() the pool frees it
   }
 
   recv(): Promise<Uint8Array> {
@@ -786,6 +833,82 @@ class Link implements GrpcRingLink {
     } while (offset < total);
   }
 
+  /**
+   * Zero-copy send: the concatenation of `parts` as one message, written from the caller's memory
+   * (framed like send(), the same bytes on the wire). Resolves once the socket took every byte;
+   * until then the parts must stay unchanged. Rejects, like send(), when sending fails or the
+   * link closes (Node's http2 then drops what it had not written yet).
+   */
+  sendv(parts: readonly Uint8Array[]): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const waiter: Waiter<void> = {
+        resolve: () => {
+          this.unwritten.delete(waiter);
+          resolve();
+        },
+        reject: (err) => {
+          this.unwritten.delete(waiter);
+          reject(err);
+        },
+      };
+      const queued = this.sendChain.then(() => this.sendvNow(parts, waiter));
+      this.sendChain = queued.catch(() => undefined);
+      queued.catch((err: unknown) => waiter.reject(err as Error));
+    });
+  }
+
+  private async sendvNow(parts: readonly Uint8Array[], waiter: Waiter<void>): Promise<void> {
+    this.checkSend();
+    const out = this.outbound;
+    if (!out) throw new CollectiveError(`${this.peer(this.next)} is not subscribed`, this.next);
+    this.unwritten.add(waiter);
+    const index = this.nextMessage++;
+    let total = 0;
+    for (const p of parts) total += p.byteLength;
+    let part = 0; // parts[part] from byte `within` is the next payload byte
+    let within = 0;
+    let offset = 0;
+    do {
+      const length = Math.min(this.chunkBytes, total - offset);
+      const header = { message: index, messageBytes: total, offset };
+      const head = this.heads.pop() ?? Buffer.allocUnsafeSlow(HEAD_BUFFER_BYTES);
+      const frameHead = writeFramedHead(head, 0, header, length);
+      let headLength = frameHead;
+      const pieces: Buffer[] = [];
+      let left = length;
+      while (left > 0) {
+        const p = parts[part]!;
+        const n = Math.min(p.byteLength - within, left);
+        if (n > 0) {
+          if (pieces.length === 0 && n <= SMALL_PART_BYTES && headLength + n <= head.byteLength) {
+            head.set(p.subarray(within, within + n), headLength); // e.g. the ring's 32-byte header
+            headLength += n;
+          } else {
+            pieces.push(Buffer.from(p.buffer, p.byteOffset + within, n));
+          }
+        }
+        left -= n;
+        within += n;
+        if (within === p.byteLength) {
+          part++;
+          within = 0;
+        }
+      }
+      offset += length;
+      const last = offset >= total;
+      const frameBytes = frameHead + length;
+      this.inflightBytes += frameBytes;
+      const ok = out.write(new PreframedParts([head.subarray(0, headLength), ...pieces]), () => {
+        this.inflightBytes -= frameBytes;
+        if (!this.closed && this.heads.length < 64) this.heads.push(head);
+        this.onWriteProgress();
+        if (last) waiter.resolve();
+      });
+      if (!ok || this.inflightBytes > this.maxBufferedSendBytes) await this.waitWritable(out);
+      this.checkSend();
+    } while (offset < total);
+  }
+
   private writable(out: SubscriberCall): boolean {
     return !out.writableNeedDrain && this.inflightBytes <= this.maxBufferedSendBytes;
   }
@@ -829,9 +952,15 @@ class Link implements GrpcRingLink {
     this.writableWaiter = undefined;
     this.outboundWaiter?.reject(err);
     this.outboundWaiter = undefined;
+    this.rejectUnwritten(err);
     this.server.releaseSubscriber(this.subscriberListener);
     this.sendPool.clear();
+    // Messages nobody will read: back to the pool, which frees collective memory once cleared.
+    for (const message of this.messages.splice(0)) this.giveBackRecv(message);
+    if (this.assembling) this.giveBackRecv(this.assembling.buf);
+    this.assembling = undefined;
     this.recvPool.clear();
+    this.collectiveRecvPool?.clear();
     const out = this.outbound;
     if (out && !out.cancelled && !out.writableEnded) out.end();
     this.inbound?.cancel();
