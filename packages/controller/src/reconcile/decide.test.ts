@@ -706,3 +706,18 @@ test('every state of a job\'s life is a fixed point: the same world twice gives 
     assert.deepEqual(third, second, `${name}: a fixed point`);
   }
 });
+
+test('a peer that dies after rank 0 finished and wrote the model does not restart the job', () => {
+  const job = withStatus(makeJob(), created);
+  const pods = [pod(0, 'Succeeded', { exitCode: 0 }), pod(1, 'Failed', { exitCode: 137, terminationMessage: 'Error' })];
+  const d = observe(job, pods, at(60));
+  assert.equal(d.status.phase, 'Succeeded');
+  assert.equal(d.status.restarts ?? 0, 0);
+  assert.ok(!d.actions.some((a) => a.kind === 'createPods'));
+  assert.deepEqual(d.events.map((e) => [e.type, e.reason]), [['Warning', 'WorkerFailedAfterTraining'], ['Normal', 'Succeeded']]);
+  assert.match(d.events[0]!.message, /^worker 1 \(exit 137\) failed after rank 0 finished training/);
+
+  // While the peer still runs, nothing is decided yet; rank 0 failing is a plain failure.
+  assert.equal(observe(job, [pod(0, 'Succeeded', { exitCode: 0 }), pod(1, 'Running')], at(60)).status.phase, 'Running');
+  assert.equal(observe(job, [pod(0, 'Failed', { exitCode: 137 }), pod(1, 'Succeeded', { exitCode: 0 })], at(60)).status.phase, 'Restarting');
+});

@@ -148,6 +148,7 @@ class Decider {
       this.emit('Normal', 'WorkersRecreated', `restart ${status.restarts ?? 0}: the old workers are gone, creating ${this.replicas} new ones`);
     }
 
+    if (this.finishedDespiteLateFailure()) return;
     if (this.failedWorker()) return;
     if (this.specChanged()) return;
     if (this.deadlineExceeded()) return;
@@ -200,6 +201,21 @@ class Decider {
       return true;
     }
     this.restartGang('WorkerFailed', `${why(failed[0]!)}; restarting all ${this.replicas} workers from the latest checkpoint (restart ${restarts + 1} of ${limit})`, true);
+    return true;
+  }
+
+  /**
+   * Rank 0 exits 0 only after writing the model: a peer that died after the last all-reduce
+   * (while exiting) must not restart a finished job.
+   */
+  private finishedDespiteLateFailure(): boolean {
+    const rank0 = this.live.find((p) => p.rank === 0);
+    if (rank0?.phase !== 'Succeeded' || this.live.length < this.replicas) return false;
+    const late = this.live.filter((p) => p.phase === 'Failed');
+    if (late.length === 0 || this.live.some((p) => p.phase === 'Running' || p.phase === 'Pending')) return false;
+    const names = late.map((p) => `worker ${p.rank} (exit ${p.exitCode ?? 'unknown'})`).join(', ');
+    this.emit('Warning', 'WorkerFailedAfterTraining', `${names} failed after rank 0 finished training and wrote the model; the job succeeded`);
+    this.succeed();
     return true;
   }
 
