@@ -89,3 +89,37 @@ test('GradientAccumulator rejects misuse', () => {
   assert.throws(() => acc.add([Float32Array.of(1, 2), Float32Array.of(1, 2)]), /gradient 1/);
   assert.throws(() => acc.add([Float32Array.of(1, 2), Float32Array.of(1)], 0), /weight/);
 });
+
+test('addWritten() counts gradients written straight into sums exactly as add() would', () => {
+  const grads = [Float32Array.of(0.1, -2.5, 3), Float32Array.of(7)];
+  for (const weight of [1, 0.6]) {
+    const copied = new GradientAccumulator([3, 1]);
+    copied.add(grads, weight);
+    copied.add([Float32Array.of(1, 1, 1), Float32Array.of(-1)], 0.4);
+    const written = new GradientAccumulator([3, 1]);
+    written.sums.forEach((s, i) => s.set(grads[i]!));
+    written.addWritten(weight);
+    written.add([Float32Array.of(1, 1, 1), Float32Array.of(-1)], 0.4);
+    assert.deepEqual(written.average(), copied.average(), `weight ${weight}`);
+  }
+  const acc = new GradientAccumulator([1]);
+  acc.add([Float32Array.of(1)]);
+  assert.throws(() => acc.addWritten(), /only for the first micro-batch/);
+});
+
+test('average(out) writes the mean into other arrays (the same values), leaving a fresh accumulation', () => {
+  const acc = new GradientAccumulator([2, 1]);
+  acc.add([Float32Array.of(1, 2), Float32Array.of(3)], 1);
+  acc.add([Float32Array.of(3, 5), Float32Array.of(4)], 3);
+  const out = [new Float32Array(2), new Float32Array(1)];
+  const result = acc.average(out);
+  assert.deepEqual(result, out);
+  assert.deepEqual(out, [Float32Array.of(2.5, 4.25), Float32Array.of(3.75)]);
+  assert.equal(acc.count, 0);
+  // A single unit-weight micro-batch is copied as is.
+  acc.add([Float32Array.of(0.3, 0.7), Float32Array.of(0.1)]);
+  acc.average(out);
+  assert.deepEqual(out, [Float32Array.of(0.3, 0.7), Float32Array.of(0.1)]);
+  acc.add([Float32Array.of(1, 1), Float32Array.of(1)]);
+  assert.throws(() => acc.average([new Float32Array(2)]), /do not match sizes/);
+});

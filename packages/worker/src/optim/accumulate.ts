@@ -17,6 +17,29 @@ export class GradientAccumulator {
     return this.added;
   }
 
+  /** The accumulation buffers, for a producer that writes the first micro-batch straight into them (see addWritten). */
+  get sums(): readonly Float32Array[] {
+    return this.buffers;
+  }
+
+  /**
+   * Counts a first micro-batch whose gradients the producer already wrote into `sums` (e.g.
+   * onnxruntime's preallocated outputs), scaling them by `weight`: the same values add() would
+   * leave, without the copy.
+   */
+  addWritten(weight = 1): void {
+    if (!(weight > 0) || !Number.isFinite(weight)) throw new Error(`GradientAccumulator: weight must be finite and > 0, got ${weight}`);
+    if (this.added !== 0) throw new Error('GradientAccumulator: addWritten() is only for the first micro-batch of an accumulation');
+    if (weight !== 1) {
+      for (const acc of this.buffers) {
+        const n = acc.length;
+        for (let i = 0; i < n; i++) acc[i] = weight * acc[i]!;
+      }
+    }
+    this.weightSum = weight;
+    this.added = 1;
+  }
+
   /** Adds one micro-batch's gradients (copied, so the caller may reuse its arrays) with weight `weight`. */
   add(grads: readonly Float32Array[], weight = 1): void {
     if (!(weight > 0) || !Number.isFinite(weight)) throw new Error(`GradientAccumulator: weight must be finite and > 0, got ${weight}`);
@@ -40,22 +63,30 @@ export class GradientAccumulator {
   }
 
   /**
-   * Turns the sums into the (weighted) mean in place and returns the buffers, then starts a new
-   * accumulation: the arrays stay valid until the next add(), which overwrites them.
+   * Turns the sums into the (weighted) mean and starts a new accumulation. Without `out`, in
+   * place: returns the buffers, valid until the next add(), which overwrites them. With `out`
+   * (arrays of the same sizes, e.g. shared with another thread), writes the mean there in the
+   * same pass and returns `out`.
    */
-  average(): Float32Array[] {
+  average(out?: readonly Float32Array[]): Float32Array[] {
     if (this.added === 0) throw new Error('GradientAccumulator: average() before any add()');
-    const inv = 1 / this.weightSum;
-    // A single unit-weight micro-batch is already its own mean.
-    if (inv !== 1) {
-      for (const acc of this.buffers) {
-        const n = acc.length;
-        for (let i = 0; i < n; i++) acc[i] = acc[i]! * inv;
-      }
+    if (out && (out.length !== this.sizes.length || out.some((o, i) => o.length !== this.sizes[i]))) {
+      throw new Error(`GradientAccumulator: average() into ${out.length} arrays that do not match sizes ${this.sizes.join(', ')}`);
     }
+    const inv = 1 / this.weightSum;
+    this.buffers.forEach((acc, p) => {
+      const dst = out ? out[p]! : acc;
+      const n = acc.length;
+      // A single unit-weight micro-batch is already its own mean.
+      if (inv === 1) {
+        if (dst !== acc) dst.set(acc);
+      } else {
+        for (let i = 0; i < n; i++) dst[i] = acc[i]! * inv;
+      }
+    });
     this.added = 0;
     this.weightSum = 0;
-    return this.buffers;
+    return out ? [...out] : this.buffers;
   }
 
   /** Drops a partial accumulation. */

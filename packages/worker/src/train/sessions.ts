@@ -23,24 +23,34 @@ export interface EvalResult {
   prediction: ort.Tensor;
 }
 
+function ortOptions(options: SessionOptions): ort.InferenceSession.SessionOptions {
+  return {
+    graphOptimizationLevel: 'all',
+    ...(options.intraOpThreads ? { intraOpNumThreads: options.intraOpThreads } : {}),
+    interOpNumThreads: 1,
+  };
+}
+
 export class TrainingSessions {
   private constructor(
-    private readonly training: ort.InferenceSession,
+    /** Absent when created for evaluation only (the training graph then runs in the gradient thread). */
+    private readonly training: ort.InferenceSession | undefined,
     private readonly evaluation: ort.InferenceSession,
     private readonly artifacts: TrainingArtifacts,
   ) {}
 
   static async create(artifacts: TrainingArtifacts, options: SessionOptions = {}): Promise<TrainingSessions> {
-    const sessionOptions: ort.InferenceSession.SessionOptions = {
-      graphOptimizationLevel: 'all',
-      ...(options.intraOpThreads ? { intraOpNumThreads: options.intraOpThreads } : {}),
-      interOpNumThreads: 1,
-    };
+    const sessionOptions = ortOptions(options);
     const [training, evaluation] = await Promise.all([
       ort.InferenceSession.create(modelToBytes(artifacts.training), sessionOptions),
       ort.InferenceSession.create(modelToBytes(artifacts.eval), sessionOptions),
     ]);
     return new TrainingSessions(training, evaluation, artifacts);
+  }
+
+  /** Only the evaluation graph: gradients() is unavailable. */
+  static async createEvaluation(artifacts: TrainingArtifacts, options: SessionOptions = {}): Promise<TrainingSessions> {
+    return new TrainingSessions(undefined, await ort.InferenceSession.create(modelToBytes(artifacts.eval), ortOptions(options)), artifacts);
   }
 
   private feedsWith(inputs: Feeds, labels: ort.Tensor, params: ReadonlyMap<string, Float32Array>): Feeds {
@@ -51,6 +61,7 @@ export class TrainingSessions {
 
   /** Loss and the gradient of every trainable parameter for one (micro-)batch. */
   async gradients(inputs: Feeds, labels: ort.Tensor, params: ReadonlyMap<string, Float32Array>): Promise<GradientResult> {
+    if (!this.training) throw new Error('TrainingSessions: created for evaluation only');
     const out = await this.training.run(this.feedsWith(inputs, labels, params));
     const grads = new Map<string, Float32Array>();
     for (const p of this.artifacts.params) grads.set(p.name, out[gradName(p.name)]!.data as Float32Array);
@@ -65,6 +76,6 @@ export class TrainingSessions {
   }
 
   async release(): Promise<void> {
-    await Promise.all([this.training.release(), this.evaluation.release()]);
+    await Promise.all([this.training?.release(), this.evaluation.release()]);
   }
 }

@@ -10,6 +10,9 @@ import ort from 'onnxruntime-node';
 import type { FineTuneJob } from '@finetune/api';
 import type { PreparedRun } from './prepare.js';
 import { TrainingSessions, type Feeds } from './sessions.js';
+import type { MicroBatch } from './gradient-thread.js';
+import { overlappedStep } from './overlapped-step.js';
+import { startCompute, type OverlapMode } from './compute-setup.js';
 import { saveCheckpoint, loadLatestCheckpoint } from './checkpoint.js';
 import { timedParallel } from './timed-parallel.js';
 import { nonPadTokens } from './tokens.js';
@@ -45,7 +48,13 @@ export interface TrainerOptions {
   stopAfterSteps?: number;
   /** Receives loss, throughput, phase timings, all-reduces and checkpoints (the Prometheus metrics). */
   metrics?: TrainingObserver;
+  /** Overlap the gradient all-reduce with the backward pass: see OverlapMode (default 'off'). */
+  overlap?: OverlapMode;
+  /** Bucket size for overlap: a bucket closes once it holds this many gradient bytes (default 4 MiB). */
+  bucketBytes?: number;
 }
+
+export { OVERLAP_MODES, type OverlapMode } from './compute-setup.js';
 
 /** What the loop needs from the collective (see collective/data-parallel.ts). */
 export interface DataParallel {
@@ -133,9 +142,8 @@ export async function runTraining(prepared: PreparedRun, options: TrainerOptions
 
   const paramInfo = artifacts.params;
   const inits = new Map(prepared.model.graph.initializers.map((t) => [t.name, t]));
-  const params = new Map(paramInfo.map((p) => [p.name, Float32Array.from(inits.get(p.name)!.values as Float32Array)]));
-  const paramList = paramInfo.map((p) => params.get(p.name)!);
-  const sizes = paramList.map((v) => v.length);
+  const params = new Map<string, Float32Array>(paramInfo.map((p) => [p.name, Float32Array.from(inits.get(p.name)!.values as Float32Array)]));
+  const sizes = paramInfo.map((p) => params.get(p.name)!.length);
 
   const optimizer = createOptimizer(optimizerSpec(job), sizes, decayMask(paramInfo.map((p) => p.dims)));
   const schedule = scheduleSpec(job);
@@ -179,8 +187,19 @@ export async function runTraining(prepared: PreparedRun, options: TrainerOptions
   }
 
   metrics?.runStarted({ worldSize, totalSteps, step: state.step, epoch: state.epoch });
-  const sessions = await TrainingSessions.create(artifacts, options.threads ? { intraOpThreads: options.threads } : {});
-  const accumulator = new GradientAccumulator(sizes);
+  const { sessions, thread, evalParams } = await startCompute({
+    artifacts,
+    params,
+    worldSize,
+    progress,
+    ...(options.threads ? { threads: options.threads } : {}),
+    ...(options.overlap ? { overlap: options.overlap } : {}),
+    ...(options.bucketBytes !== undefined ? { bucketBytes: options.bucketBytes } : {}),
+  });
+  // With the gradient thread the parameters now live in shared memory (the same values).
+  const paramList = paramInfo.map((p) => params.get(p.name)!);
+  // The gradient thread accumulates on its side.
+  const accumulator = thread ? undefined : new GradientAccumulator(sizes);
   const startedAt = new Date();
   const clock = performance.now();
   // Time spent before a resume (from the checkpoint) plus this process's time.
@@ -190,25 +209,25 @@ export async function runTraining(prepared: PreparedRun, options: TrainerOptions
   let reason = state.step >= totalSteps ? 'reached the step limit' : '';
   let stepsThisProcess = 0;
 
-  progress.start({
-    job: job.metadata.name,
-    totalSteps,
-    stepsPerEpoch,
-    epochs: Math.ceil(totalSteps / stepsPerEpoch),
-    startStep: state.step,
-    trainable: paramInfo.map((p) => ({ name: p.name, dims: p.dims })),
-    frozen: artifacts.frozen,
-    trainExamples: train.length,
-    validationExamples: validation.length,
-  });
-
   const evaluate = async (): Promise<EvalPoint> => {
-    const result = await collective(state.step, () => evaluateDataset(sessions, validation, params, prepared.numClasses !== undefined, 256, parallel));
+    const result = await collective(state.step, () => evaluateDataset(sessions, validation, evalParams(), prepared.numClasses !== undefined, 256, parallel));
     metrics?.evaluated(result);
     return { step: state.step, epoch: state.epoch, loss: result.loss, ...(result.accuracy !== undefined ? { accuracy: result.accuracy } : {}) };
   };
 
   try {
+    // Inside the try: whatever fails from here on still ends the gradient thread.
+    progress.start({
+      job: job.metadata.name,
+      totalSteps,
+      stepsPerEpoch,
+      epochs: Math.ceil(totalSteps / stepsPerEpoch),
+      startStep: state.step,
+      trainable: paramInfo.map((p) => ({ name: p.name, dims: p.dims })),
+      frozen: artifacts.frozen,
+      trainExamples: train.length,
+      validationExamples: validation.length,
+    });
     training: while (state.step < totalSteps) {
       const order = epochOrder({ length: train.length, seed: spec.training.seed, epoch: state.epoch, rank, worldSize });
       const epochBatches = batches(order, perWorkerBatch);
@@ -224,29 +243,48 @@ export async function runTraining(prepared: PreparedRun, options: TrainerOptions
           return seconds;
         };
         const indices = epochBatches[b]!;
-        let lossSum = 0;
         let tokens = 0;
-        for (let m = 0; m < indices.length; m += microBatch) {
-          const micro = indices.slice(m, m + microBatch);
-          const batch = batchFeeds(train, micro);
-          if (countTokens) tokens += nonPadTokens(batch, prepared.inputName);
-          const { inputs, labels } = feedsOf(batch);
-          phases.data += lap();
-          const out = await sessions.gradients(inputs, labels, params);
-          accumulator.add(paramInfo.map((p) => out.grads.get(p.name)!), micro.length);
-          lossSum += out.loss * micro.length;
-          phases.compute += lap();
-        }
-        const grads = accumulator.average();
-        let loss = lossSum / indices.length;
-        phases.compute += lap();
+        let grads: Float32Array[];
+        let loss: number;
         let allreduceSeconds: number | undefined;
-        if (parallel) {
-          // The loss rides along with the gradients, so every rank logs (and checks) the global mean.
-          const lossCell = Float32Array.of(loss);
-          await collective(state.step + 1, () => parallel.allReduceMean([...grads, lossCell]));
-          allreduceSeconds = lap();
-          loss = lossCell[0]!;
+        if (thread) {
+          // Built while the thread computes the one before; the data phase is this thread's share.
+          const micros = microBatchesOf(train, indices, microBatch, (batch, seconds) => {
+            phases.data += seconds;
+            if (countTokens) tokens += nonPadTokens(batch, prepared.inputName);
+          });
+          const out = await collective(state.step + 1, () =>
+            overlappedStep({ thread, micros, allReduceMean: parallel ? (tensors) => parallel.allReduceMean(tensors) : async () => {} }),
+          );
+          ({ grads, loss } = out);
+          phases.compute += out.computeSeconds - phases.data;
+          if (parallel) allreduceSeconds = out.exposedReduceSeconds;
+          else phases.compute += out.exposedReduceSeconds;
+          lap();
+        } else {
+          let lossSum = 0;
+          for (let m = 0; m < indices.length; m += microBatch) {
+            const micro = indices.slice(m, m + microBatch);
+            const batch = batchFeeds(train, micro);
+            if (countTokens) tokens += nonPadTokens(batch, prepared.inputName);
+            const { inputs, labels } = feedsOf(batch);
+            phases.data += lap();
+            const out = await sessions.gradients(inputs, labels, params);
+            // Weight 1 for a full micro-batch: a single one passes through unscaled.
+            accumulator!.add(paramInfo.map((p) => out.grads.get(p.name)!), micro.length / microBatch);
+            lossSum += out.loss * micro.length;
+            phases.compute += lap();
+          }
+          grads = accumulator!.average();
+          loss = lossSum / indices.length;
+          phases.compute += lap();
+          if (parallel) {
+            // The loss rides along with the gradients, so every rank logs (and checks) the global mean.
+            const lossCell = Float32Array.of(loss);
+            await collective(state.step + 1, () => parallel.allReduceMean([...grads, lossCell]));
+            allreduceSeconds = lap();
+            loss = lossCell[0]!;
+          }
         }
         if (!Number.isFinite(loss)) {
           throw new UserError(`step ${state.step + 1}: the training loss is ${loss}; lower spec.optimizer.learningRate or check the data (checkpoints up to step ${state.step} are intact)`);
@@ -255,7 +293,6 @@ export async function runTraining(prepared: PreparedRun, options: TrainerOptions
         if (!Number.isFinite(gradNorm)) throw new UserError(`step ${state.step + 1}: the gradient norm is ${gradNorm}; lower spec.optimizer.learningRate or set spec.training.gradientClipNorm`);
         const lr = learningRateAt(state.step, schedule, totalSteps, baseLr);
         optimizer.step(paramList, grads, lr);
-        accumulator.reset();
         phases.optimizer += lap();
 
         state.step++;
@@ -320,6 +357,7 @@ export async function runTraining(prepared: PreparedRun, options: TrainerOptions
     }
     if (!reason) reason = spec.training.maxSteps ? 'reached spec.training.maxSteps' : `completed ${spec.training.epochs} epoch(s)`;
   } finally {
+    await thread?.close();
     await sessions.release();
     progress.finish();
   }
@@ -370,11 +408,25 @@ export async function runTraining(prepared: PreparedRun, options: TrainerOptions
 }
 
 /**
+ * A step's micro-batches for the gradient thread, built as they are consumed. Each one's weight
+ * is its share of a full micro-batch, as in the main-thread path.
+ */
+function* microBatchesOf(ds: Dataset, indices: number[], microBatch: number, built: (batch: Batch, seconds: number) => void): Generator<MicroBatch> {
+  for (let m = 0; m < indices.length; m += microBatch) {
+    const started = performance.now();
+    const micro = indices.slice(m, m + microBatch);
+    const batch = batchFeeds(ds, micro);
+    built(batch, (performance.now() - started) / 1000);
+    yield { inputs: batch.feeds, labels: batch.labels, weight: micro.length / microBatch, examples: micro.length };
+  }
+}
+
+/**
  * Mean loss and accuracy over a whole dataset, in fixed-size batches. With data parallelism each
  * rank evaluates every worldSize-th example and the sums are all-reduced.
  */
 export async function evaluateDataset(
-  sessions: TrainingSessions,
+  sessions: Pick<TrainingSessions, 'evaluate'>,
   ds: Dataset,
   params: ReadonlyMap<string, Float32Array>,
   classify: boolean,
