@@ -3,29 +3,13 @@
  * different sizes for symbolic input dimensions, and records each value's type and shape.
  */
 import ort from 'onnxruntime-node';
-import { DataType, type Model, type ValueInfo, dataTypeName } from '../onnx/types.js';
+import { DataType, ORT_ELEMENT_TYPES, type Model, type ValueInfo, dataTypeName } from '../onnx/types.js';
 import { modelToBytes } from '../onnx/load.js';
 import { UserError } from '../errors.js';
 import type { ValueFacts } from './facts.js';
 
 /** Largest integer tensor whose values are recorded (axes, shapes, pads are tiny). */
 const MAX_RECORDED_INTS = 64;
-
-const ORT_TYPES: Record<string, DataType> = {
-  float32: DataType.FLOAT,
-  float64: DataType.DOUBLE,
-  float16: DataType.FLOAT16,
-  int8: DataType.INT8,
-  uint8: DataType.UINT8,
-  int16: DataType.INT16,
-  uint16: DataType.UINT16,
-  int32: DataType.INT32,
-  uint32: DataType.UINT32,
-  int64: DataType.INT64,
-  uint64: DataType.UINT64,
-  bool: DataType.BOOL,
-  string: DataType.STRING,
-};
 
 export interface ProbeOptions {
   /** Sizes for symbolic input dimensions by name (e.g. { batch: 8 }); others get small distinct sizes. */
@@ -159,7 +143,7 @@ function combine(model: Model, runA: ProbeRun, runB: ProbeRun): Map<string, Valu
   }
   for (const [name, a] of runA) {
     const b = runB.get(name)!;
-    const dataType = ORT_TYPES[a.type] ?? DataType.UNDEFINED;
+    const dataType = ORT_ELEMENT_TYPES[a.type] ?? DataType.UNDEFINED;
     const dims = a.dims.map(Number);
     const dynamic = dims.map((d, i) => dims.length !== b.dims.length || d !== Number(b.dims[i]));
     const entry: ValueFacts = { dataType, dims, dynamic };

@@ -24,6 +24,23 @@ export enum DataType {
   BFLOAT16 = 16,
 }
 
+/** onnxruntime's element type names (tensor `type`, session metadata) as ONNX element types. */
+export const ORT_ELEMENT_TYPES: Readonly<Record<string, DataType>> = {
+  float32: DataType.FLOAT,
+  float64: DataType.DOUBLE,
+  float16: DataType.FLOAT16,
+  int8: DataType.INT8,
+  uint8: DataType.UINT8,
+  int16: DataType.INT16,
+  uint16: DataType.UINT16,
+  int32: DataType.INT32,
+  uint32: DataType.UINT32,
+  int64: DataType.INT64,
+  uint64: DataType.UINT64,
+  bool: DataType.BOOL,
+  string: DataType.STRING,
+};
+
 export type TensorValues =
   | Float32Array
   | Float64Array

@@ -7,26 +7,10 @@
  */
 import ort from 'onnxruntime-node';
 import { modelToBytes } from '../onnx/load.js';
-import { DataType, type Model } from '../onnx/types.js';
+import { DataType, ORT_ELEMENT_TYPES, type Model } from '../onnx/types.js';
 import { gradName, LOSS_OUTPUT, type ParameterInfo } from '../autodiff/training-graph.js';
 import { planStages, stageModel, type StagePlan } from './graph-stages.js';
 import type { Feeds, SessionOptions } from './sessions.js';
-
-/** onnxruntime's type names (session metadata) as ONNX element types, for typing carried inputs. */
-const ELEMENT_TYPES: Record<string, DataType> = {
-  float32: DataType.FLOAT,
-  float64: DataType.DOUBLE,
-  float16: DataType.FLOAT16,
-  int8: DataType.INT8,
-  uint8: DataType.UINT8,
-  int16: DataType.INT16,
-  uint16: DataType.UINT16,
-  int32: DataType.INT32,
-  uint32: DataType.UINT32,
-  int64: DataType.INT64,
-  uint64: DataType.UINT64,
-  bool: DataType.BOOL,
-};
 
 interface Stage {
   plan: StagePlan;
@@ -70,8 +54,8 @@ export class StagedGradients {
         stages.push({ plan, session, params: [...buckets[s]!] });
         for (const meta of session.outputMetadata) {
           if (meta.isTensor && plan.carriedOut.includes(meta.name)) {
-            const type = ELEMENT_TYPES[meta.type];
-            if (type === undefined) throw new Error(`stage ${s}: carried value '${meta.name}' has type ${meta.type}, which stages cannot pass on`);
+            const type = ORT_ELEMENT_TYPES[meta.type];
+            if (type === undefined || type === DataType.STRING) throw new Error(`stage ${s}: carried value '${meta.name}' has type ${meta.type}, which stages cannot pass on`);
             types.set(meta.name, type);
           }
         }
