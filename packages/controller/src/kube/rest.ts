@@ -172,12 +172,7 @@ export class KubeRest {
         res.setEncoding('utf8');
         res.on('data', (d: string) => (text += d));
         res.on('end', () => {
-          let status: { reason?: string; message?: string } = {};
-          try {
-            status = JSON.parse(text) as typeof status;
-          } catch {
-            status = { message: text.slice(0, 500) };
-          }
+          const status = parseStatus(text);
           reject(fail(res.statusCode ?? 0, status.reason ?? res.statusMessage ?? 'Error', `${res.statusCode} ${status.message ?? res.statusMessage}`));
         });
       });
@@ -206,12 +201,7 @@ export class KubeRest {
     }
     const text = await response.text();
     if (!response.ok) {
-      let status: { reason?: string; message?: string } = {};
-      try {
-        status = JSON.parse(text) as typeof status;
-      } catch {
-        status = { message: text.slice(0, 500) };
-      }
+      const status = parseStatus(text);
       const error = new ApiError(response.status, status.reason ?? response.statusText, `${verb} ${path}: ${response.status} ${status.message ?? response.statusText}`, verb, type.plural);
       this.onError(verb, type.plural, error);
       throw error;
@@ -226,4 +216,13 @@ function headersOf(options: RequestInit): Record<string, string> {
   new Headers(options.headers as ConstructorParameters<typeof Headers>[0]).forEach((value, key) => (headers[key] = value));
   headers.accept = 'application/json';
   return headers;
+}
+
+/** The reason and message of an error answer: a metav1.Status, or the start of whatever else came. */
+function parseStatus(text: string): { reason?: string; message?: string } {
+  try {
+    return JSON.parse(text) as { reason?: string; message?: string };
+  } catch {
+    return { message: text.slice(0, 500) };
+  }
 }

@@ -10,7 +10,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import type { KubeConfig } from '@kubernetes/client-node';
-import { API_GROUP, API_VERSION, KIND, JOB_PHASES, type FineTuneJobStatus, type JobPhase } from '@finetune/api';
+import { API_GROUP, API_VERSION, KIND, JOB_PHASES, type FineTuneJobStatus, type JobPhase, type TrainingProgress } from '@finetune/api';
 import { Reflector, objectKey } from '../kube/reflector.js';
 import { ApiError, isAlreadyExists, isConflict, isNotFound, KubeRest, RESOURCES, type KubeObject, type ResourceType } from '../kube/rest.js';
 import { LeaderElector } from '../kube/leader.js';
@@ -259,7 +259,7 @@ export class FineTuneJobController {
     }
   }
 
-  private async progressOf(job: Job, pods: PodView[], port: number): Promise<ReturnType<ProgressReader> extends Promise<infer T> ? T : never> {
+  private async progressOf(job: Job, pods: PodView[], port: number): Promise<TrainingProgress | undefined> {
     const rank0 = pods.find((p) => p.rank === 0 && p.phase === 'Running' && p.ip && !p.terminating);
     if (!rank0 || job.status?.phase === 'Succeeded' || job.status?.phase === 'Failed') return undefined;
     const secret = this.secrets.get(`${job.metadata.namespace}/${objectNames(job.metadata.name, 0).tokenSecret}`);
