@@ -135,7 +135,7 @@ test('kubectl apply of the cluster example → two worker pods train → Succeed
 });
 
 test('a worker killed mid-training restarts the gang, which resumes from the checkpoint and succeeds', { timeout: 300_000 }, async () => {
-  await kubectl(['apply', '-f', '-'], digitsJob('killed', { epochs: 150, perClass: 20, training: { checkpointEvery: 10 } }));
+  await kubectl(['apply', '-f', '-'], digitsJob('killed', { epochs: 400, perClass: 20, training: { checkpointEvery: 10 } }));
   // Wait until training is under way and a checkpoint exists.
   await waitFor('a checkpoint of killed', async () => (await job('killed')).status?.training?.step >= 12, 120_000);
   const victim = agent.pod(NS, 'killed-worker-1');

@@ -178,7 +178,7 @@ test('every worker running: Running phase, condition and event, time to running,
   assert.deepEqual(d.actions, [{ kind: 'ensureSupportObjects' }]);
   assert.equal(d.becameRunningAfterS, 42);
   assert.equal(d.requeueAfterMs, PROGRESS_POLL_MS);
-  assert.equal(PROGRESS_POLL_MS, 5000);
+  assert.equal(PROGRESS_POLL_MS, 2000);
   assert.equal(d.status.readyReplicas, 2);
   assert.equal(d.status.workersReady, '2/2');
   assert.equal(d.status.startTime, iso(1));

@@ -52,7 +52,7 @@ export interface Decision {
 }
 
 /** How often rank 0 is asked for progress while the job runs. */
-export const PROGRESS_POLL_MS = 5_000;
+export const PROGRESS_POLL_MS = 2_000;
 
 export function decide(observed: Observed): Decision {
   return new Decider(observed).run();
