@@ -1,5 +1,5 @@
 // A real Prometheus (Debian's `prometheus` package) for tests: a generated config, TSDB in a temp
-// dir, loopback only, 1 s scrapes; and a thin client for its HTTP API.
+// dir, loopback only, 1 s scrapes unless asked for faster; and a thin client for its HTTP API.
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -40,11 +40,12 @@ function listen(port) {
  * with honor_labels (the worker's own `job` label must win over the scrape job's name, as the
  * chart's PodMonitor and ServiceMonitor set honorLabels).
  */
-export async function startPrometheus(scrapeJobs) {
+export async function startPrometheus(scrapeJobs, { scrapeIntervalS = SCRAPE_INTERVAL_S } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'ft-prometheus-'));
   const port = await freePort();
+  const interval = `${Math.round(scrapeIntervalS * 1000)}ms`;
   const config = {
-    global: { scrape_interval: `${SCRAPE_INTERVAL_S}s`, scrape_timeout: `${SCRAPE_INTERVAL_S}s`, evaluation_interval: `${SCRAPE_INTERVAL_S}s` },
+    global: { scrape_interval: interval, scrape_timeout: interval, evaluation_interval: interval },
     // A job is static targets, or (`discovery`) any other Prometheus service discovery config.
     scrape_configs: scrapeJobs.map((j) => ({
       job_name: j.name,
