@@ -39,6 +39,7 @@ test('the example job is accepted and the schema defaults are filled in by the A
   assert.equal(got.spec.dataset.validationSplit, 0.1);
   assert.equal(got.spec.workers.replicas, 1);
   assert.equal(got.spec.training.loss, 'cross_entropy');
+  assert.deepEqual(got.spec.workers.allReduce, { overlap: 'never', bucketMiB: 4, wirePrecision: 'float32' });
   const table = await kubectl(['get', 'finetunejobs']);
   assert.match(table.stdout, /NAME\s+PHASE\s+WORKERS\s+PROGRESS\s+AGE/);
 });
@@ -50,6 +51,12 @@ test('bad values and unknown fields are rejected, naming the field', { timeout: 
   const unknown = await kubectl(['apply', '--validate=strict', '-f', '-'], job({ model: { source: 'm.onnx' }, dataset: { builtin: 'mnist' }, training: { epoch: 3 } }));
   assert.notEqual(unknown.code, 0);
   assert.match(unknown.stderr, /unknown field "spec\.training\.epoch"/);
+  // kubectl reads YAML 1.1, where `on` is true: why overlap says never/always.
+  const yaml = 'apiVersion: finetune.dev/v1alpha1\nkind: FineTuneJob\nmetadata: { name: j, namespace: default }\nspec:\n  model: { source: m.onnx }\n  dataset: { builtin: mnist }\n  workers:\n    allReduce: { overlap: on, wirePrecision: fp8 }\n';
+  const choices = await kubectl(['apply', '-f', '-'], yaml);
+  assert.notEqual(choices.code, 0);
+  assert.match(choices.stderr, /spec\.workers\.allReduce\.overlap: Unsupported value: true: supported values: "never", "auto", "always"/);
+  assert.match(choices.stderr, /spec\.workers\.allReduce\.wirePrecision: Unsupported value: "fp8"/);
 });
 
 test('CEL rules: one dataset source, batch divisible by replicas', { timeout: 60_000 }, async () => {

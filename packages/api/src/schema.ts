@@ -147,6 +147,29 @@ export const VolumeMountSpec = Type.Object(
   { ...strict, description: 'where a volume appears in the worker container' },
 );
 
+// Not on/off: YAML 1.1 parsers (kubectl's among them) read those as booleans.
+export const ALL_REDUCE_OVERLAP = ['never', 'auto', 'always'] as const;
+export type AllReduceOverlap = (typeof ALL_REDUCE_OVERLAP)[number];
+export const WIRE_PRECISIONS = ['float32', 'bfloat16', 'float16'] as const;
+export type WirePrecision = (typeof WIRE_PRECISIONS)[number];
+
+export const AllReduceSpec = Type.Object(
+  {
+    overlap: literals(
+      ALL_REDUCE_OVERLAP,
+      'overlap the gradient all-reduce with the backward pass, bucket by bucket (as PyTorch DDP does): always, never, or auto (with 2+ workers and 2+ buckets); it pays only with a spare core per worker',
+      'never',
+    ),
+    bucketMiB: positive('gradient bucket size for overlap, in MiB', { default: 4 }),
+    wirePrecision: literals(
+      WIRE_PRECISIONS,
+      'number format of gradients between workers: bfloat16 and float16 halve the bytes sent; sums stay float32 and every worker applies the same update',
+      'float32',
+    ),
+  },
+  { ...strict, default: {}, description: 'how workers average gradients (docs/data-parallel.md)' },
+);
+
 export const WorkersSpec = Type.Object(
   {
     replicas: count('data-parallel workers', 1, { default: 1 }),
@@ -161,6 +184,7 @@ export const WorkersSpec = Type.Object(
     serviceAccountName: Type.Optional(Type.String({ minLength: 1, description: 'ServiceAccount of worker pods (workers need no API permissions)' })),
     volumes: Type.Optional(Type.Array(VolumeSpec, { maxItems: 32, description: 'pod volumes for the model, data and output (PVCs or any other volume source)' })),
     volumeMounts: Type.Optional(Type.Array(VolumeMountSpec, { maxItems: 32, description: 'where those volumes appear in the worker container' })),
+    allReduce: AllReduceSpec,
   },
   { ...strict, default: {}, description: 'workers' },
 );

@@ -108,3 +108,12 @@ test('a volume mount must name a declared volume, and volume names are unique', 
     ['spec.runPolicy.cleanPodPolicy: must be one of "All", "Running", "None"'],
   );
 });
+
+test('spec.workers.allReduce: float32 without overlap by default; bad choices name the field', () => {
+  assert.deepEqual(parseFineTuneJob(minimal).spec.workers.allReduce, { overlap: 'never', bucketMiB: 4, wirePrecision: 'float32' });
+  const set = parseFineTuneJob(`${minimal}  workers:\n    allReduce: { overlap: auto, wirePrecision: bfloat16 }\n`).spec.workers.allReduce;
+  assert.deepEqual(set, { overlap: 'auto', bucketMiB: 4, wirePrecision: 'bfloat16' });
+  assert.deepEqual(problems(`${minimal}  workers:\n    allReduce: { wirePrecision: fp8 }\n`), ['spec.workers.allReduce.wirePrecision: must be one of "float32", "bfloat16", "float16"']);
+  assert.deepEqual(problems(`${minimal}  workers:\n    allReduce: { bucketMiB: 0 }\n`), ['spec.workers.allReduce.bucketMiB: must be > 0']);
+  assert.deepEqual(problems(`${minimal}  workers:\n    allReduce: { overlap: sometimes }\n`), ['spec.workers.allReduce.overlap: must be one of "never", "auto", "always"']);
+});

@@ -13,7 +13,7 @@ import { ModelBuilder, randomValues, rng, saveModel } from '@finetune/worker';
 
 const BIN = fileURLToPath(new URL('../bin/ftjob.js', import.meta.url));
 
-function workspace(epochs: number, checkpointEvery = 5): { dir: string; job: string } {
+function workspace(epochs: number, checkpointEvery = 5, workers = '{}'): { dir: string; job: string } {
   const dir = mkdtempSync(join(tmpdir(), 'ftjob-run-'));
   const r = rng(11);
   const rows: string[] = [];
@@ -39,6 +39,7 @@ function workspace(epochs: number, checkpointEvery = 5): { dir: string; job: str
       `  dataset: {train: {path: ${join(dir, 'train.jsonl')}}, featuresField: x, classes: [neg, pos]}`,
       '  optimizer: {type: adamw, learningRate: 0.03}',
       `  training: {epochs: ${epochs}, batchSize: 12, seed: 1, checkpointEvery: ${checkpointEvery}}`,
+      `  workers: ${workers}`,
       `  output: {path: ${join(dir, 'out')}}`,
       '',
     ].join('\n'),
@@ -56,6 +57,17 @@ test('ftjob run with 2 worker processes trains over gRPC and rank 0 writes the o
   assert.ok(metrics.best.accuracy > 0.85, `accuracy ${metrics.best.accuracy}`);
   assert.equal(metrics.config.workers.replicas, 1, 'the spec is unchanged; --workers overrides it');
   assert.ok(existsSync(join(dir, 'out', 'model.onnx')));
+});
+
+test('spec.workers.allReduce reaches the worker processes: bfloat16 on the wire, overlapped with the backward pass', () => {
+  // Buckets of ~10 bytes: each parameter closes one (the last, small, joins the one before).
+  const { dir, job } = workspace(3, 5, '{allReduce: {overlap: auto, bucketMiB: 0.00001, wirePrecision: bfloat16}}');
+  const res = spawnSync(process.execPath, [BIN, 'run', job, '--workers', '2'], { encoding: 'utf8', timeout: 120_000 });
+  assert.equal(res.status, 0, res.stderr);
+  assert.match(res.stdout + res.stderr, /overlapping the all-reduce with the backward pass: 3 gradient bucket/);
+  const metrics = JSON.parse(readFileSync(join(dir, 'out', 'metrics.json'), 'utf8'));
+  assert.deepEqual(metrics.config.workers.allReduce, { overlap: 'auto', bucketMiB: 0.00001, wirePrecision: 'bfloat16' });
+  assert.ok(metrics.best.accuracy > 0.85, `accuracy ${metrics.best.accuracy}`);
 });
 
 test('killing one worker ends the run with a clear error; --resume continues from the last checkpoint', async () => {

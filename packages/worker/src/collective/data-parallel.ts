@@ -50,7 +50,7 @@ export async function joinRing(config: RingEnvConfig, log: (line: string) => voi
   const parallel: DataParallel = {
     rank: config.rank,
     worldSize: config.worldSize,
-    allReduceMean: (tensors) => allReduceMany(tensors, link, { op: 'avg' }),
+    allReduceMean: (tensors, wire = 'f32') => allReduceMany(tensors, link, { op: 'avg', wire }),
     allReduceSum: (tensors) => allReduceMany(tensors, link, { op: 'sum' }),
   };
   return {

@@ -16,9 +16,14 @@
  * JavaScript number could change its bits.
  */
 
+import type { WirePrecision } from '@finetune/api';
+
 export type WireFormat = 'f32' | 'bf16' | 'f16';
 
 export const WIRE_FORMATS: readonly WireFormat[] = ['f32', 'bf16', 'f16'];
+
+/** The wire format of each spec.workers.allReduce.wirePrecision. */
+export const WIRE_OF_PRECISION: Readonly<Record<WirePrecision, WireFormat>> = { float32: 'f32', bfloat16: 'bf16', float16: 'f16' };
 
 /** Bytes one element takes on the wire. */
 export function wireBytesPerElement(format: WireFormat): 2 | 4 {

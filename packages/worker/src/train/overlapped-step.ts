@@ -10,8 +10,10 @@ import type { GradientThread, MicroBatch } from './gradient-thread.js';
 export interface OverlappedStepResult {
   /** Averaged across ranks, in parameter order. */
   grads: Float32Array[];
-  /** The global mean loss of the step. */
+  /** The global mean loss of the step (rounded to the wire format with a 16-bit wire). */
   loss: number;
+  /** This rank's own mean loss, before the all-reduce. */
+  localLoss: number;
   /** Wall seconds until the thread delivered the last bucket (compute and the all-reduces that overlapped it). */
   computeSeconds: number;
   /** Wall seconds spent waiting for all-reduces after that: the communication that was not hidden. */
@@ -64,6 +66,7 @@ export async function overlappedStep(options: {
   })();
   const queue = new SerialQueue();
   let lossCell: Float32Array | undefined;
+  let localLoss = NaN;
   const stepDone = thread.step(micros, (ready) => {
     if (ready.losses) {
       // Same arithmetic as the sequential path: the size-weighted mean of the micro-batch losses,
@@ -75,7 +78,7 @@ export async function overlappedStep(options: {
         total += examples[m]!;
       });
       lossCell = ready.data.subarray(ready.data.length - 1);
-      lossCell[0] = lossSum / total;
+      localLoss = lossCell[0] = lossSum / total;
     }
     queue.push(() => options.allReduceMean([ready.data]));
   });
@@ -85,5 +88,5 @@ export async function overlappedStep(options: {
   const computed = performance.now();
   await queue.drain();
   const end = performance.now();
-  return { grads: [...thread.grads], loss: lossCell![0]!, computeSeconds: (computed - start) / 1000, exposedReduceSeconds: (end - computed) / 1000 };
+  return { grads: [...thread.grads], loss: lossCell![0]!, localLoss, computeSeconds: (computed - start) / 1000, exposedReduceSeconds: (end - computed) / 1000 };
 }

@@ -7,7 +7,7 @@
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import ort from 'onnxruntime-node';
-import type { FineTuneJob } from '@finetune/api';
+import type { AllReduceOverlap, FineTuneJob } from '@finetune/api';
 import type { PreparedRun } from './prepare.js';
 import { TrainingSessions, type Feeds } from './sessions.js';
 import type { MicroBatch } from './gradient-thread.js';
@@ -32,6 +32,7 @@ import { writeFileAtomic } from '../report/atomic.js';
 import type { TrainingObserver } from '../metrics/observer.js';
 import { UserError } from '../errors.js';
 import { CollectiveError } from '../collective/link.js';
+import { WIRE_OF_PRECISION, type WireFormat } from '../collective/wire.js';
 
 export interface TrainerOptions {
   /**
@@ -48,9 +49,9 @@ export interface TrainerOptions {
   stopAfterSteps?: number;
   /** Receives loss, throughput, phase timings, all-reduces and checkpoints (the Prometheus metrics). */
   metrics?: TrainingObserver;
-  /** Overlap the gradient all-reduce with the backward pass: see OverlapMode (default 'off'). */
+  /** Overlap the gradient all-reduce with the backward pass: see OverlapMode (default: spec.workers.allReduce.overlap). */
   overlap?: OverlapMode;
-  /** Bucket size for overlap: a bucket closes once it holds this many gradient bytes (default 4 MiB). */
+  /** Bucket size for overlap: a bucket closes once it holds this many gradient bytes (default: spec.workers.allReduce.bucketMiB). */
   bucketBytes?: number;
 }
 
@@ -60,11 +61,17 @@ export { OVERLAP_MODES, type OverlapMode } from './compute-setup.js';
 export interface DataParallel {
   readonly rank: number;
   readonly worldSize: number;
-  /** Averages the tensors in place across ranks; every rank ends with identical values. */
-  allReduceMean(tensors: Float32Array[]): Promise<void>;
+  /**
+   * Averages the tensors in place across ranks; every rank ends with identical values. `wire`
+   * rounds what crosses the network (default 'f32', exact).
+   */
+  allReduceMean(tensors: Float32Array[], wire?: WireFormat): Promise<void>;
   /** Sums the tensors in place across ranks. */
   allReduceSum(tensors: Float32Array[]): Promise<void>;
 }
+
+/** The overlap mode of each spec.workers.allReduce.overlap. */
+const OVERLAP_OF_SPEC: Readonly<Record<AllReduceOverlap, OverlapMode>> = { never: 'off', auto: 'auto', always: 'on' };
 
 /** Steps between checks that every rank holds identical parameters. */
 const DIVERGENCE_CHECK_EVERY = 50;
@@ -157,6 +164,14 @@ export async function runTraining(prepared: PreparedRun, options: TrainerOptions
   const evalEvery = spec.training.evalEvery ?? stepsPerEpoch;
   const checkpointEvery = spec.training.checkpointEvery ?? stepsPerEpoch;
   const early = spec.training.earlyStopping;
+  const allReduceSpec = spec.workers.allReduce;
+  const wire = WIRE_OF_PRECISION[allReduceSpec.wirePrecision];
+  /** Averages the step's loss alone, in float32: a compressed wire would round it. */
+  const meanLossExactly = async (local: number): Promise<number> => {
+    const cell = Float32Array.of(local);
+    await parallel!.allReduceMean([cell]);
+    return cell[0]!;
+  };
   const metric = early?.metric ?? (spec.training.loss === 'cross_entropy' ? 'val_accuracy' : 'val_loss');
 
   let state: LoopState = {
@@ -193,8 +208,8 @@ export async function runTraining(prepared: PreparedRun, options: TrainerOptions
     worldSize,
     progress,
     ...(options.threads ? { threads: options.threads } : {}),
-    ...(options.overlap ? { overlap: options.overlap } : {}),
-    ...(options.bucketBytes !== undefined ? { bucketBytes: options.bucketBytes } : {}),
+    overlap: options.overlap ?? OVERLAP_OF_SPEC[allReduceSpec.overlap],
+    bucketBytes: options.bucketBytes ?? allReduceSpec.bucketMiB * 2 ** 20,
   });
   // With the gradient thread the parameters now live in shared memory (the same values).
   const paramList = paramInfo.map((p) => params.get(p.name)!);
@@ -253,9 +268,11 @@ export async function runTraining(prepared: PreparedRun, options: TrainerOptions
             phases.data += seconds;
             if (countTokens) tokens += nonPadTokens(batch, prepared.inputName);
           });
-          const out = await collective(state.step + 1, () =>
-            overlappedStep({ thread, micros, allReduceMean: parallel ? (tensors) => parallel.allReduceMean(tensors) : async () => {} }),
-          );
+          const out = await collective(state.step + 1, async () => {
+            const result = await overlappedStep({ thread, micros, allReduceMean: parallel ? (tensors) => parallel.allReduceMean(tensors, wire) : async () => {} });
+            if (parallel && wire !== 'f32') result.loss = await meanLossExactly(result.localLoss);
+            return result;
+          });
           ({ grads, loss } = out);
           phases.compute += out.computeSeconds - phases.data;
           if (parallel) allreduceSeconds = out.exposedReduceSeconds;
@@ -279,9 +296,16 @@ export async function runTraining(prepared: PreparedRun, options: TrainerOptions
           loss = lossSum / indices.length;
           phases.compute += lap();
           if (parallel) {
-            // The loss rides along with the gradients, so every rank logs (and checks) the global mean.
+            // The loss rides along with float32 gradients, so every rank logs (and checks) the global mean.
             const lossCell = Float32Array.of(loss);
-            await collective(state.step + 1, () => parallel.allReduceMean([...grads, lossCell]));
+            await collective(state.step + 1, async () => {
+              if (wire === 'f32') {
+                await parallel.allReduceMean([...grads, lossCell]);
+              } else {
+                await parallel.allReduceMean(grads, wire);
+                lossCell[0] = await meanLossExactly(loss);
+              }
+            });
             allreduceSeconds = lap();
             loss = lossCell[0]!;
           }
@@ -290,7 +314,11 @@ export async function runTraining(prepared: PreparedRun, options: TrainerOptions
           throw new UserError(`step ${state.step + 1}: the training loss is ${loss}; lower spec.optimizer.learningRate or check the data (checkpoints up to step ${state.step} are intact)`);
         }
         const gradNorm = spec.training.gradientClipNorm ? clipByGlobalNorm(grads, spec.training.gradientClipNorm) : globalNorm(grads);
-        if (!Number.isFinite(gradNorm)) throw new UserError(`step ${state.step + 1}: the gradient norm is ${gradNorm}; lower spec.optimizer.learningRate or set spec.training.gradientClipNorm`);
+        if (!Number.isFinite(gradNorm)) {
+          // Clipping happens after the all-reduce, so it cannot save a float16 wire from overflow.
+          const hint = wire === 'f16' ? 'float16 on the wire overflows above 65504: set spec.workers.allReduce.wirePrecision to bfloat16, or lower spec.optimizer.learningRate' : 'lower spec.optimizer.learningRate or set spec.training.gradientClipNorm';
+          throw new UserError(`step ${state.step + 1}: the gradient norm is ${gradNorm}; ${hint}`);
+        }
         const lr = learningRateAt(state.step, schedule, totalSteps, baseLr);
         optimizer.step(paramList, grads, lr);
         phases.optimizer += lap();
