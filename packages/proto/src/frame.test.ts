@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { Frame } from './gen/finetune/collective/v1/collective.js';
 import { collectiveServiceDefinition } from './service.js';
-import { decodeFrame, encodeFrame, encodedFrameLength, FRAME_DATA_ALIGNMENT, GRPC_MESSAGE_PREFIX_BYTES } from './frame.js';
+import { decodeFrame, encodeFrame, encodedFrameLength, encodeFramedMessage, framedHeadLength, writeFramedHead, FRAME_DATA_ALIGNMENT, GRPC_MESSAGE_PREFIX_BYTES } from './frame.js';
 
 function bytes(n: number, seed = 1): Uint8Array {
   const out = new Uint8Array(n);
@@ -74,5 +74,43 @@ describe('Frame codec', { timeout: 10_000 }, () => {
     assert.throws(() => encodeFrame({ message: 0.5, messageBytes: 0, offset: 0 }, bytes(1)), /non-negative safe integer/);
     const encoded = encodeFrame({ message: 3, messageBytes: 10, offset: 0 }, bytes(10));
     assert.throws(() => decodeFrame(encoded.subarray(0, encoded.length - 1)), /truncated/);
+  });
+});
+
+describe('writeFramedHead', () => {
+  const headers = [
+    { message: 0, messageBytes: 0, offset: 0 },
+    { message: 1, messageBytes: 1, offset: 0 },
+    { message: 127, messageBytes: 128, offset: 16_383 },
+    { message: 128, messageBytes: 4 * 1024 * 1024 + 64, offset: 2 * 1024 * 1024 },
+    { message: 2 ** 40 + 3, messageBytes: 2 ** 33, offset: 2 ** 32 + 5 },
+  ];
+
+  it('writes a gRPC prefix and Frame head that, followed by the payload, the generated codec decodes', () => {
+    for (const header of headers) {
+      for (const n of [0, 1, 7, 8, 127, 128, 16_384, 70_000]) {
+        const data = Uint8Array.from({ length: n }, (_, i) => (i * 13 + n) & 0xff);
+        const whole = encodeFramedMessage(header, data);
+        const out = new Uint8Array(framedHeadLength(header, n) + 3).fill(0xaa);
+        const end = writeFramedHead(out, 3, header, n); // at an offset, into a dirty buffer
+        assert.equal(end - 3, framedHeadLength(header, n));
+        assert.equal(end - 3 + n, whole.byteLength, `header ${JSON.stringify(header)}, ${n} bytes`);
+        assert.deepEqual(out.subarray(3, end), new Uint8Array(whole.subarray(0, end - 3)));
+        // The head plus the payload: a gRPC message whose length prefix is right and which ts-proto's
+        // codec decodes as that Frame; the payload 8-byte aligned.
+        const framed = Buffer.concat([out.subarray(3, end), data]);
+        assert.equal(framed[0], 0, 'not compressed');
+        assert.equal(framed.readUInt32BE(1), framed.byteLength - GRPC_MESSAGE_PREFIX_BYTES);
+        const frame = Frame.decode(framed.subarray(GRPC_MESSAGE_PREFIX_BYTES));
+        assert.deepEqual([frame.message, frame.messageBytes, frame.offset], [header.message, header.messageBytes, header.offset]);
+        assert.deepEqual(new Uint8Array(frame.data), data);
+        assert.equal((end - 3) % 8, 0);
+      }
+    }
+  });
+
+  it('refuses a buffer too small for the head', () => {
+    const header = { message: 5, messageBytes: 100, offset: 0 };
+    assert.throws(() => writeFramedHead(new Uint8Array(framedHeadLength(header, 100) - 1), 0, header, 100), /needs \d+ bytes/);
   });
 });

@@ -83,19 +83,11 @@ export function encodedFrameLength(header: FrameHeader, dataLength: number): num
 }
 
 /**
- * Encodes a Frame, copying `data` once, into `into` when given (which must hold
- * encodedFrameLength bytes; the result is then a view of its start) or else into a new Buffer.
- * Fields are written in the order message, message_bytes, offset, padding, data.
+ * Writes the Frame fields that precede `data` (message, message_bytes, offset, padding, then the
+ * tag and length of data) at `pos`; returns where `data` starts.
  */
-export function encodeFrame(header: FrameHeader, data: Uint8Array, into?: Buffer): Buffer {
-  checkUint('message', header.message);
-  checkUint('messageBytes', header.messageBytes);
-  checkUint('offset', header.offset);
-  const headerLength = frameHeaderLength(header, data.byteLength);
-  const length = headerLength + data.byteLength;
-  if (into && into.byteLength < length) throw new RangeError(`encodeFrame needs ${length} bytes, the buffer holds ${into.byteLength}`);
-  const out = into ? into.subarray(0, length) : Buffer.allocUnsafe(length);
-  let pos = 0;
+function writeFrameFields(out: Uint8Array, pos: number, header: FrameHeader, dataLength: number): number {
+  const end = pos + frameHeaderLength(header, dataLength);
   if (header.message !== 0) {
     out[pos++] = TAG_MESSAGE;
     pos = writeVarint(out, pos, header.message);
@@ -108,20 +100,64 @@ export function encodeFrame(header: FrameHeader, data: Uint8Array, into?: Buffer
     out[pos++] = TAG_OFFSET;
     pos = writeVarint(out, pos, header.offset);
   }
-  const padding = headerLength - pos - 2 - (1 + varintLength(data.byteLength));
+  const padding = end - pos - 2 - (1 + varintLength(dataLength));
   out[pos++] = TAG_PADDING;
   out[pos++] = padding;
   out.fill(0, pos, pos + padding);
   pos += padding;
   out[pos++] = TAG_DATA;
-  pos = writeVarint(out, pos, data.byteLength);
-  out.set(data, pos);
+  return writeVarint(out, pos, dataLength);
+}
+
+function checkHeader(header: FrameHeader): void {
+  checkUint('message', header.message);
+  checkUint('messageBytes', header.messageBytes);
+  checkUint('offset', header.offset);
+}
+
+/**
+ * Encodes a Frame, copying `data` once, into `into` when given (which must hold
+ * encodedFrameLength bytes; the result is then a view of its start) or else into a new Buffer.
+ * Fields are written in the order message, message_bytes, offset, padding, data.
+ */
+export function encodeFrame(header: FrameHeader, data: Uint8Array, into?: Buffer): Buffer {
+  checkHeader(header);
+  const length = encodedFrameLength(header, data.byteLength);
+  if (into && into.byteLength < length) throw new RangeError(`encodeFrame needs ${length} bytes, the buffer holds ${into.byteLength}`);
+  const out = into ? into.subarray(0, length) : Buffer.allocUnsafe(length);
+  out.set(data, writeFrameFields(out, 0, header, data.byteLength));
   return out;
 }
 
 /** Bytes encodeFramedMessage writes: the gRPC message prefix plus the encoded Frame. */
 export function framedMessageLength(header: FrameHeader, dataLength: number): number {
   return GRPC_MESSAGE_PREFIX_BYTES + encodedFrameLength(header, dataLength);
+}
+
+/** Bytes of the head of a framed message (all of it but the payload; at most ~60). */
+export function framedHeadLength(header: FrameHeader, dataLength: number): number {
+  return GRPC_MESSAGE_PREFIX_BYTES + frameHeaderLength(header, dataLength);
+}
+
+/**
+ * Writes the head of a framed Frame whose payload has `dataLength` bytes (the gRPC prefix and the
+ * Frame fields before `data`) into `out` at `at`; returns where the payload starts. The zero-copy
+ * send path writes this small head from a reused buffer and the payload straight from the caller's
+ * memory, as consecutive writes of one gRPC message: the bytes on the wire are exactly those of
+ * encodeFramedMessage, and the payload is never copied in user space.
+ */
+export function writeFramedHead(out: Uint8Array, at: number, header: FrameHeader, dataLength: number): number {
+  checkHeader(header);
+  const frameLength = encodedFrameLength(header, dataLength);
+  if (frameLength > 0xffffffff) throw new RangeError(`a gRPC message holds at most 2^32-1 bytes, this Frame has ${frameLength}`);
+  const end = at + framedHeadLength(header, dataLength);
+  if (end > out.byteLength) throw new RangeError(`writeFramedHead needs ${end - at} bytes at ${at}, the buffer holds ${out.byteLength}`);
+  out[at] = 0; // not compressed
+  out[at + 1] = frameLength >>> 24;
+  out[at + 2] = (frameLength >>> 16) & 0xff;
+  out[at + 3] = (frameLength >>> 8) & 0xff;
+  out[at + 4] = frameLength & 0xff;
+  return writeFrameFields(out, at + GRPC_MESSAGE_PREFIX_BYTES, header, dataLength);
 }
 
 /**
@@ -133,14 +169,11 @@ export function framedMessageLength(header: FrameHeader, dataLength: number): nu
  * the start of the returned buffer.
  */
 export function encodeFramedMessage(header: FrameHeader, data: Uint8Array, into?: Buffer): Buffer {
-  const frameLength = encodedFrameLength(header, data.byteLength);
-  const length = GRPC_MESSAGE_PREFIX_BYTES + frameLength;
-  if (frameLength > 0xffffffff) throw new RangeError(`a gRPC message holds at most 2^32-1 bytes, this Frame has ${frameLength}`);
+  const length = framedMessageLength(header, data.byteLength);
+  if (length - GRPC_MESSAGE_PREFIX_BYTES > 0xffffffff) throw new RangeError(`a gRPC message holds at most 2^32-1 bytes, this Frame has ${length - GRPC_MESSAGE_PREFIX_BYTES}`);
   if (into && into.byteLength < length) throw new RangeError(`encodeFramedMessage needs ${length} bytes, the buffer holds ${into.byteLength}`);
   const out = into ? into.subarray(0, length) : Buffer.allocUnsafe(length);
-  out[0] = 0; // not compressed
-  out.writeUInt32BE(frameLength, 1);
-  encodeFrame(header, data, out.subarray(GRPC_MESSAGE_PREFIX_BYTES));
+  out.set(data, writeFramedHead(out, 0, header, data.byteLength));
   return out;
 }
 

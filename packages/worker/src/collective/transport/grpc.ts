@@ -53,6 +53,7 @@ import {
   collectiveServiceDefinition,
   encodeFramedMessage,
   framedMessageLength,
+  writeFramedHead,
   type FrameView,
   Phase,
   type PingRequest,
@@ -67,7 +68,6 @@ import type { TlsMaterial } from './config.js';
 import { BufferPool, raiseMallocTrimThreshold } from './buffer-pool.js';
 import { collectiveMemory } from '../collective-memory.js';
 import { disableNagleOnAcceptedSockets, PreframedParts, receiveIntoPool, sendPreframedMessages, type PooledMessageDecoder } from './grpc-internals.js';
-import { writeFramedHead } from './frame-head.js';
 import {
   describePeer,
   formatSeconds,
