@@ -1,12 +1,12 @@
 /**
  * A small typed REST client over the API server's paths. @kubernetes/client-node supplies the
- * KubeConfig (kubeconfig files, in-cluster service-account credentials, exec plugins) and its
- * fetch options; requests are plain JSON by path so every verb the controller uses (server-side
- * apply, merge patches of the status subresource, preconditioned deletes) is one explicit call.
+ * KubeConfig (kubeconfig files, in-cluster service-account credentials, exec plugins) and the
+ * TLS and auth options of each request; requests are plain JSON by path over node:http(s) so every
+ * verb the controller uses (server-side apply, merge patches of the status subresource,
+ * preconditioned deletes, watches) is one explicit call.
  */
 import http, { type IncomingMessage } from 'node:http';
 import https from 'node:https';
-import fetch, { type RequestInit } from 'node-fetch';
 import type { KubeConfig } from '@kubernetes/client-node';
 
 export interface ObjectMeta {
@@ -152,70 +152,90 @@ export class KubeRest {
   }
 
   /**
-   * Opens a watch (`?watch=true`) and returns the response, a stream of JSON lines. A plain
-   * node:https request, not fetch: aborting `signal` destroys it at any point (also while the
-   * server has not answered yet), and every error it raises has a listener.
+   * Opens a watch (`?watch=true`) and returns the response, a stream of JSON lines. Aborting
+   * `signal` destroys the request at any point (also while the server has not answered yet).
    */
   async openWatch(type: ResourceType, namespace: string | undefined, query: Record<string, string | number | boolean>, signal: AbortSignal): Promise<IncomingMessage> {
     const q = new URLSearchParams();
     for (const [k, v] of Object.entries({ ...query, watch: true })) q.set(k, String(v));
     const path = `${resourcePath(type, namespace)}?${q}`;
-    const url = new URL(`${this.server}${path}`);
-    const options: https.RequestOptions = { method: 'GET', headers: { accept: 'application/json' } };
-    await this.config.applyToHTTPSOptions(options);
     const fail = (code: number, reason: string, message: string) => new ApiError(code, reason, `watch ${path}: ${message}`, 'watch', type.plural);
-    return new Promise((resolve, reject) => {
-      const req = (url.protocol === 'https:' ? https : http).request(url, options, (res) => {
-        res.on('error', () => {}); // the caller adds its own; a late error must never go unhandled
-        if (res.statusCode === 200) return resolve(res);
-        let text = '';
-        res.setEncoding('utf8');
-        res.on('data', (d: string) => (text += d));
-        res.on('end', () => {
-          const status = parseStatus(text);
-          reject(fail(res.statusCode ?? 0, status.reason ?? res.statusMessage ?? 'Error', `${res.statusCode} ${status.message ?? res.statusMessage}`));
-        });
-      });
-      req.on('error', (err) => reject(fail(0, signal.aborted ? 'Aborted' : 'NetworkError', err.message)));
-      if (signal.aborted) req.destroy();
-      else signal.addEventListener('abort', () => req.destroy(), { once: true });
-      req.end();
-    });
+    let res: IncomingMessage;
+    try {
+      res = await this.send(path, { method: 'GET', signal });
+    } catch (err) {
+      throw fail(0, signal.aborted ? 'Aborted' : 'NetworkError', (err as Error).message);
+    }
+    if (res.statusCode === 200) return res;
+    const status = parseStatus(await readText(res).catch(() => ''));
+    throw fail(res.statusCode ?? 0, status.reason ?? res.statusMessage ?? 'Error', `${res.statusCode} ${status.message ?? res.statusMessage}`);
   }
 
   private async request<T>(verb: string, type: ResourceType, path: string, init: { method?: string; body?: unknown; contentType?: string } = {}): Promise<T> {
-    const options: RequestInit = await this.config.applyToFetchOptions({});
-    const headers = headersOf(options);
-    const requestInit: RequestInit = { ...options, method: init.method ?? 'GET', headers, timeout: this.timeoutMs };
-    if (init.body !== undefined) {
-      headers['content-type'] = init.contentType ?? 'application/json';
-      requestInit.body = JSON.stringify(init.body);
-    }
-    let response;
+    const failed = (code: number, reason: string, message: string): ApiError => {
+      const error = new ApiError(code, reason, `${verb} ${path}: ${message}`, verb, type.plural);
+      this.onError(verb, type.plural, error);
+      return error;
+    };
+    let res: IncomingMessage;
+    let text: string;
     try {
-      response = await fetch(`${this.server}${path}`, requestInit);
+      res = await this.send(path, {
+        method: init.method ?? 'GET',
+        timeoutMs: this.timeoutMs,
+        ...(init.body !== undefined ? { body: JSON.stringify(init.body), contentType: init.contentType ?? 'application/json' } : {}),
+      });
+      text = await readText(res);
     } catch (err) {
-      const error = new ApiError(0, 'NetworkError', `${verb} ${path}: ${(err as Error).message}`, verb, type.plural);
-      this.onError(verb, type.plural, error);
-      throw error;
+      throw failed(0, 'NetworkError', (err as Error).message);
     }
-    const text = await response.text();
-    if (!response.ok) {
+    const code = res.statusCode ?? 0;
+    if (code < 200 || code > 299) {
       const status = parseStatus(text);
-      const error = new ApiError(response.status, status.reason ?? response.statusText, `${verb} ${path}: ${response.status} ${status.message ?? response.statusText}`, verb, type.plural);
-      this.onError(verb, type.plural, error);
-      throw error;
+      throw failed(code, status.reason ?? res.statusMessage ?? 'Error', `${code} ${status.message ?? res.statusMessage}`);
     }
     return (text ? JSON.parse(text) : undefined) as T;
   }
+
+  /**
+   * One request to the API server with the KubeConfig's credentials; resolves once the response
+   * headers are in. Every error the request or response can raise has a listener.
+   */
+  private async send(path: string, init: { method: string; body?: string; contentType?: string; timeoutMs?: number; signal?: AbortSignal }): Promise<IncomingMessage> {
+    const url = new URL(`${this.server}${path}`);
+    const headers: Record<string, string | number> = { accept: 'application/json' };
+    if (init.body !== undefined) {
+      headers['content-type'] = init.contentType ?? 'application/json';
+      headers['content-length'] = Buffer.byteLength(init.body);
+    }
+    const options: https.RequestOptions = { method: init.method, headers };
+    await this.config.applyToHTTPSOptions(options);
+    return new Promise((resolve, reject) => {
+      const req = (url.protocol === 'https:' ? https : http).request(url, options, (res) => {
+        res.on('error', () => {}); // the reader adds its own; a late error must never go unhandled
+        resolve(res);
+      });
+      req.on('error', reject);
+      const { timeoutMs, signal } = init;
+      // An idle socket for this long (no answer, or a body that stopped) ends the request.
+      if (timeoutMs) req.setTimeout(timeoutMs, () => req.destroy(new Error(`no answer for ${timeoutMs} ms`)));
+      if (signal?.aborted) req.destroy(new Error('aborted'));
+      else signal?.addEventListener('abort', () => req.destroy(new Error('aborted')), { once: true });
+      req.end(init.body);
+    });
+  }
 }
 
-/** The KubeConfig puts credentials (e.g. a bearer token) in a Headers object, which spreading would drop. */
-function headersOf(options: RequestInit): Record<string, string> {
-  const headers: Record<string, string> = {};
-  new Headers(options.headers as ConstructorParameters<typeof Headers>[0]).forEach((value, key) => (headers[key] = value));
-  headers.accept = 'application/json';
-  return headers;
+/** The whole body of a response as text. */
+function readText(res: IncomingMessage): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let text = '';
+    res.setEncoding('utf8');
+    res.on('data', (d: string) => (text += d));
+    res.on('end', () => resolve(text));
+    res.on('error', reject);
+    res.on('aborted', () => reject(new Error('the response was cut off')));
+  });
 }
 
 /** The reason and message of an error answer: a metav1.Status, or the start of whatever else came. */
