@@ -167,12 +167,7 @@ async function rank(r, world, mode, dir) {
     process.stdout.write(JSON.stringify({ port: server.port }) + '\n');
     const { peers } = JSON.parse(await new Promise((resolve) => lines.once('line', resolve)));
     const link = await worker.connectRing({ server, rank: r, worldSize: world, peers: peers.split(','), token: TOKEN, jobId: 'bench-overlap', timeoutMs: 120_000, connectDeadlineMs: 30_000 });
-    parallel = {
-      rank: r,
-      worldSize: world,
-      allReduceMean: (t) => worker.allReduceMany(t, link, { op: 'avg' }),
-      allReduceSum: (t) => worker.allReduceMany(t, link, { op: 'sum' }),
-    };
+    parallel = worker.dataParallelOver(link);
     close = async () => {
       await link.close();
       await server.close();

@@ -5,28 +5,21 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync, existsSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync, existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ModelBuilder, randomValues, rng, saveModel } from '@finetune/worker';
+import { writeToyTask } from '@finetune/worker';
 
 const BIN = fileURLToPath(new URL('../bin/ftjob.js', import.meta.url));
 
 function workspace(epochs: number, checkpointEvery = 5, workers = '{}'): { dir: string; job: string } {
-  const dir = mkdtempSync(join(tmpdir(), 'ftjob-run-'));
-  const r = rng(11);
-  const rows: string[] = [];
-  for (let i = 0; i < 400; i++) {
-    const x = Array.from(randomValues(r, 4, -1, 1));
-    rows.push(JSON.stringify({ x: x.map((v) => Number(v.toFixed(4))), label: x[0]! - x[1]! + 0.3 * x[3]! > 0 ? 'pos' : 'neg' }));
-  }
-  writeFileSync(join(dir, 'train.jsonl'), rows.join('\n') + '\n');
-  const m = new ModelBuilder();
-  const x = m.input('x', ['batch', 4]);
-  const h = m.node('Tanh', [m.node('Gemm', [x, m.param('fc1.weight', [8, 4], randomValues(r, 32, -0.5, 0.5)), m.param('fc1.bias', [8], randomValues(r, 8, -0.5, 0.5))], { transB: 1 })]);
-  m.output(m.node('Gemm', [h, m.param('fc2.weight', [2, 8], randomValues(r, 16, -0.35, 0.35)), m.param('fc2.bias', [2], randomValues(r, 2, -0.35, 0.35))], { transB: 1 }));
-  saveModel(m.build(), join(dir, 'mlp.onnx'));
+  const { dir, trainPath, modelPath } = writeToyTask({
+    prefix: 'ftjob-run-',
+    seed: 11,
+    examples: 400,
+    label: (x) => (x[0]! - x[1]! + 0.3 * x[3]! > 0 ? 'pos' : 'neg'),
+    layers: [{ out: 8, init: [-0.5, 0.5] }, { out: 2, init: [-0.35, 0.35] }],
+  });
   const job = join(dir, 'job.yaml');
   writeFileSync(
     job,
@@ -35,8 +28,8 @@ function workspace(epochs: number, checkpointEvery = 5, workers = '{}'): { dir: 
       'kind: FineTuneJob',
       'metadata: {name: toy}',
       'spec:',
-      `  model: {source: ${join(dir, 'mlp.onnx')}}`,
-      `  dataset: {train: {path: ${join(dir, 'train.jsonl')}}, featuresField: x, classes: [neg, pos]}`,
+      `  model: {source: ${modelPath}}`,
+      `  dataset: {train: {path: ${trainPath}}, featuresField: x, classes: [neg, pos]}`,
       '  optimizer: {type: adamw, learningRate: 0.03}',
       `  training: {epochs: ${epochs}, batchSize: 12, seed: 1, checkpointEvery: ${checkpointEvery}}`,
       `  workers: ${workers}`,

@@ -17,6 +17,7 @@ export { LOSS_KINDS, type LossKind } from './autodiff/loss.js';
 export { selectTrainable } from './autodiff/trainable.js';
 export { supportedOps } from './autodiff/rules/index.js';
 export { ModelBuilder, rng, randomValues } from './testing/model-builder.js';
+export { writeToyTask, type ToyTaskOptions, type ToyLayer } from './testing/toy-task.js';
 export { attr } from './autodiff/builder.js';
 export { gradCheck, nonStandardOps, type GradCheckOptions } from './testing/gradcheck.js';
 export * from './optim/index.js';

@@ -7,6 +7,7 @@ import { Phase } from '@finetune/proto';
 import { allReduceMany } from './ring.js';
 import { connectRing, startCollectiveServer, type CollectiveServer, type GrpcRingLink } from './transport/grpc.js';
 import { loadTls, type RingEnvConfig } from './transport/config.js';
+import type { RingLink } from './link.js';
 import type { DataParallel } from '../train/trainer.js';
 import type { ProgressSink } from '../train/progress.js';
 
@@ -47,20 +48,24 @@ export async function joinRing(config: RingEnvConfig, log: (line: string) => voi
     await server.close();
     throw err;
   }
-  const parallel: DataParallel = {
-    rank: config.rank,
-    worldSize: config.worldSize,
-    allReduceMean: (tensors, wire = 'f32') => allReduceMany(tensors, link, { op: 'avg', wire }),
-    allReduceSum: (tensors) => allReduceMany(tensors, link, { op: 'sum' }),
-  };
   return {
-    parallel,
+    parallel: dataParallelOver(link),
     server,
     link,
     close: async () => {
       await link.close();
       await server.close();
     },
+  };
+}
+
+/** What the training loop needs from a ring (any RingLink: gRPC here, in memory in tests). */
+export function dataParallelOver(link: RingLink): DataParallel {
+  return {
+    rank: link.rank,
+    worldSize: link.worldSize,
+    allReduceMean: (tensors, wire = 'f32') => allReduceMany(tensors, link, { op: 'avg', wire }),
+    allReduceSum: (tensors) => allReduceMany(tensors, link, { op: 'sum' }),
   };
 }
 

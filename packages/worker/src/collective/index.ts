@@ -13,5 +13,5 @@ export {
   type RingEnvConfig,
   type WorkerStatus,
 } from './transport/index.js';
-export { joinRing, statusSink, type Ring } from './data-parallel.js';
+export { dataParallelOver, joinRing, statusSink, type Ring } from './data-parallel.js';
 export { benchmarkAllReduce, busBandwidthFactor, type AllReduceBenchRow } from './bench.js';

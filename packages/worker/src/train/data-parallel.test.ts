@@ -6,35 +6,23 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { validateFineTuneJob, type FineTuneJob } from '@finetune/api';
-import { ModelBuilder, randomValues, rng } from '../testing/model-builder.js';
-import { saveModel } from '../onnx/load.js';
+import { writeToyTask } from '../testing/toy-task.js';
 import { prepareRun } from './prepare.js';
 import { runTraining, type DataParallel } from './trainer.js';
 import { SILENT } from './progress.js';
 import { createMemoryRing } from '../collective/memory-link.js';
-import { allReduceMany } from '../collective/ring.js';
-import { CollectiveError, type RingLink } from '../collective/link.js';
+import { dataParallelOver } from '../collective/data-parallel.js';
+import { CollectiveError } from '../collective/link.js';
 
 function workspace(): string {
-  const dir = mkdtempSync(join(tmpdir(), 'ftjob-dp-'));
-  const r = rng(7);
-  const rows: string[] = [];
-  for (let i = 0; i < 240; i++) {
-    const x = Array.from(randomValues(r, 4, -1, 1));
-    const label = x[0]! + 0.5 * x[1]! > x[2]! ? 1 : 0;
-    rows.push(JSON.stringify({ x: x.map((v) => Number(v.toFixed(4))), label }));
-  }
-  writeFileSync(join(dir, 'train.jsonl'), rows.join('\n') + '\n');
-  const m = new ModelBuilder();
-  const x = m.input('x', ['batch', 4]);
-  const h = m.node('Tanh', [m.node('Gemm', [x, m.param('fc1.weight', [6, 4], randomValues(r, 24, -0.5, 0.5)), m.param('fc1.bias', [6], randomValues(r, 6, -0.5, 0.5))], { transB: 1 })]);
-  m.output(m.node('Gemm', [h, m.param('fc2.weight', [2, 6], randomValues(r, 12, -0.4, 0.4)), m.param('fc2.bias', [2], randomValues(r, 2, -0.4, 0.4))], { transB: 1 }));
-  saveModel(m.build(), join(dir, 'mlp.onnx'));
-  return dir;
+  return writeToyTask({
+    prefix: 'ftjob-dp-',
+    seed: 7,
+    label: (x) => (x[0]! + 0.5 * x[1]! > x[2]! ? 1 : 0),
+    layers: [{ out: 6, init: [-0.5, 0.5] }, { out: 2, init: [-0.4, 0.4] }],
+  }).dir;
 }
 
 function job(dir: string, out: string, replicas: number, allReduce: Record<string, unknown> = {}): FineTuneJob {
@@ -54,21 +42,13 @@ function job(dir: string, out: string, replicas: number, allReduce: Record<strin
   });
 }
 
-function parallelOver(link: RingLink): DataParallel {
-  return {
-    rank: link.rank,
-    worldSize: link.worldSize,
-    allReduceMean: (tensors, wire) => allReduceMany(tensors, link, { op: 'avg', ...(wire ? { wire } : {}) }),
-    allReduceSum: (tensors) => allReduceMany(tensors, link, { op: 'sum' }),
-  };
-}
 
 for (const world of [2, 3, 4]) {
   test(`${world} workers with batch 12/${world} each reach the parameters of one worker with batch 12`, async () => {
     const dir = workspace();
     const single = await runTraining(await prepareRun(job(dir, 'single', 1)), { threads: 1 });
     const links = createMemoryRing(world);
-    const results = await Promise.all(links.map(async (link) => runTraining(await prepareRun(job(dir, 'multi', world)), { threads: 1, parallel: parallelOver(link) })));
+    const results = await Promise.all(links.map(async (link) => runTraining(await prepareRun(job(dir, 'multi', world)), { threads: 1, parallel: dataParallelOver(link) })));
     // Float32 sums in a different order: agree to about 1e-6 relative after 30 SGD steps.
     for (const [name, expected] of single.params) {
       const got = results[0]!.params.get(name)!;
@@ -102,7 +82,7 @@ for (const [wirePrecision, bound] of [['bfloat16', 1e-2], ['float16', 1e-3]] as 
       const progress = { ...SILENT, message: (m: string) => messages.push(m) };
       const train = (out: string, allReduce: Record<string, unknown>) => {
         const links = createMemoryRing(2);
-        return Promise.all(links.map(async (link) => runTraining(await prepareRun(job(dir, out, 2, allReduce)), { threads: 1, parallel: parallelOver(link), progress })));
+        return Promise.all(links.map(async (link) => runTraining(await prepareRun(job(dir, out, 2, allReduce)), { threads: 1, parallel: dataParallelOver(link), progress })));
       };
       // A bucket of one byte: every parameter is its own bucket, so the overlapped path really runs.
       const settings = { overlap, bucketMiB: 1 / 2 ** 20 };
@@ -125,7 +105,7 @@ test('a dead peer ends every surviving worker with an error naming the peer and 
   const dir = workspace();
   const links = createMemoryRing(3, { recvTimeoutMs: 2000 });
   const runs = links.map(async (link) => {
-    const parallel = parallelOver(link);
+    const parallel = dataParallelOver(link);
     let calls = 0;
     // Rank 2 dies during its 4th all-reduce (step 4).
     const dying: DataParallel = link.rank === 2 ? { ...parallel, allReduceMean: async (t) => (++calls === 4 ? (links.kill(2), new Promise<void>(() => {})) : parallel.allReduceMean(t)) } : parallel;

@@ -5,20 +5,17 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { validateFineTuneJob, type FineTuneJob } from '@finetune/api';
-import { ModelBuilder, randomValues, rng } from '../testing/model-builder.js';
-import { saveModel } from '../onnx/load.js';
+import { writeToyTask } from '../testing/toy-task.js';
 import { prepareRun } from './prepare.js';
-import { runTraining, type DataParallel } from './trainer.js';
+import { runTraining } from './trainer.js';
 import { readdirSync, statSync } from 'node:fs';
 import { loadLatestCheckpoint } from './checkpoint.js';
 import { nonPadTokens } from './tokens.js';
 import { createMemoryRing } from '../collective/memory-link.js';
-import { allReduceMany } from '../collective/ring.js';
-import type { RingLink } from '../collective/link.js';
+import { dataParallelOver } from '../collective/data-parallel.js';
 import { WorkerMetrics } from '../metrics/worker-metrics.js';
 import { parseExposition, valueOf } from '../metrics/exposition.test-support.js';
 
@@ -26,20 +23,12 @@ import { parseExposition, valueOf } from '../metrics/exposition.test-support.js'
 const TRAINABLE_VALUES = 24 + 6 + 12 + 2;
 
 function workspace(): string {
-  const dir = mkdtempSync(join(tmpdir(), 'ftjob-metrics-'));
-  const r = rng(7);
-  const rows: string[] = [];
-  for (let i = 0; i < 240; i++) {
-    const x = Array.from(randomValues(r, 4, -1, 1));
-    rows.push(JSON.stringify({ x: x.map((v) => Number(v.toFixed(4))), label: x[0]! + 0.5 * x[1]! > x[2]! ? 1 : 0 }));
-  }
-  writeFileSync(join(dir, 'train.jsonl'), rows.join('\n') + '\n');
-  const m = new ModelBuilder();
-  const x = m.input('x', ['batch', 4]);
-  const h = m.node('Tanh', [m.node('Gemm', [x, m.param('fc1.weight', [6, 4], randomValues(r, 24, -0.5, 0.5)), m.param('fc1.bias', [6], randomValues(r, 6, -0.5, 0.5))], { transB: 1 })]);
-  m.output(m.node('Gemm', [h, m.param('fc2.weight', [2, 6], randomValues(r, 12, -0.4, 0.4)), m.param('fc2.bias', [2], randomValues(r, 2, -0.4, 0.4))], { transB: 1 }));
-  saveModel(m.build(), join(dir, 'mlp.onnx'));
-  return dir;
+  return writeToyTask({
+    prefix: 'ftjob-metrics-',
+    seed: 7,
+    label: (x) => (x[0]! + 0.5 * x[1]! > x[2]! ? 1 : 0),
+    layers: [{ out: 6, init: [-0.5, 0.5] }, { out: 2, init: [-0.4, 0.4] }],
+  }).dir;
 }
 
 function job(dir: string): FineTuneJob {
@@ -59,21 +48,13 @@ function job(dir: string): FineTuneJob {
   });
 }
 
-function parallelOver(link: RingLink): DataParallel {
-  return {
-    rank: link.rank,
-    worldSize: link.worldSize,
-    allReduceMean: (tensors) => allReduceMany(tensors, link, { op: 'avg' }),
-    allReduceSum: (tensors) => allReduceMany(tensors, link, { op: 'sum' }),
-  };
-}
 
 test('two ranks report steps, samples, phases, the exact all-reduce payload and checkpoints; rank 0 writes metrics.prom', async () => {
   const dir = workspace();
   const links = createMemoryRing(2);
   const metrics = links.map((l) => new WorkerMetrics({ job: 'team-a/metrics', rank: l.rank, defaultMetrics: false }));
   const results = await Promise.all(
-    links.map(async (link, r) => runTraining(await prepareRun(job(dir)), { threads: 1, parallel: parallelOver(link), metrics: metrics[r]! })),
+    links.map(async (link, r) => runTraining(await prepareRun(job(dir)), { threads: 1, parallel: dataParallelOver(link), metrics: metrics[r]! })),
   );
   const summary = results[0]!.summary;
   assert.equal(summary.final.step, 30);

@@ -7,41 +7,26 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { validateFineTuneJob, type FineTuneJob } from '@finetune/api';
-import { ModelBuilder, randomValues, rng } from '../testing/model-builder.js';
-import { saveModel } from '../onnx/load.js';
+import { writeToyTask, type ToyLayer } from '../testing/toy-task.js';
 import { prepareRun } from './prepare.js';
 import { runTraining, type DataParallel, type TrainerOptions } from './trainer.js';
 import { SILENT, type ProgressSink } from './progress.js';
 import { GradientThread, runningGradientThreads } from './gradient-thread.js';
 import { createMemoryRing } from '../collective/memory-link.js';
-import { allReduceMany } from '../collective/ring.js';
-import { CollectiveError, type RingLink } from '../collective/link.js';
+import { dataParallelOver } from '../collective/data-parallel.js';
+import { CollectiveError } from '../collective/link.js';
 
 /** 240 examples of a two-class rule; a 4-8-8-2 MLP (6 parameters: 6 buckets with bucketBytes 1). */
 function workspace(): string {
-  const dir = mkdtempSync(join(tmpdir(), 'ftjob-overlap-'));
-  const r = rng(13);
-  const rows: string[] = [];
-  for (let i = 0; i < 240; i++) {
-    const x = Array.from(randomValues(r, 4, -1, 1));
-    rows.push(JSON.stringify({ x: x.map((v) => Number(v.toFixed(4))), label: x[0]! - x[3]! > 0.5 * x[1]! ? 1 : 0 }));
-  }
-  writeFileSync(join(dir, 'train.jsonl'), rows.join('\n') + '\n');
-  const m = new ModelBuilder();
-  let h = m.input('x', ['batch', 4]);
-  const dims = [4, 8, 8, 2];
-  for (let l = 1; l < dims.length; l++) {
-    const [i, o] = [dims[l - 1]!, dims[l]!];
-    h = m.node('Gemm', [h, m.param(`fc${l}.weight`, [o, i], randomValues(r, o * i, -0.5, 0.5)), m.param(`fc${l}.bias`, [o], randomValues(r, o, -0.3, 0.3))], { transB: 1 });
-    if (l < dims.length - 1) h = m.node('Tanh', [h]);
-  }
-  m.output(h);
-  saveModel(m.build(), join(dir, 'mlp.onnx'));
-  return dir;
+  const layer = (out: number): ToyLayer => ({ out, init: [-0.5, 0.5], biasInit: [-0.3, 0.3] });
+  return writeToyTask({
+    prefix: 'ftjob-overlap-',
+    seed: 13,
+    label: (x) => (x[0]! - x[3]! > 0.5 * x[1]! ? 1 : 0),
+    layers: [layer(8), layer(8), layer(2)],
+  }).dir;
 }
 
 function job(dir: string, out: string, replicas: number, training: Record<string, unknown>): FineTuneJob {
@@ -60,14 +45,6 @@ function job(dir: string, out: string, replicas: number, training: Record<string
   });
 }
 
-function parallelOver(link: RingLink): DataParallel {
-  return {
-    rank: link.rank,
-    worldSize: link.worldSize,
-    allReduceMean: (tensors) => allReduceMany(tensors, link, { op: 'avg' }),
-    allReduceSum: (tensors) => allReduceMany(tensors, link, { op: 'sum' }),
-  };
-}
 
 /** A progress sink that keeps the messages (the trainer announces overlap with one). */
 function recording(): ProgressSink & { messages: string[] } {
@@ -81,7 +58,7 @@ function worstRelative(expected: Float32Array, got: Float32Array): number {
 
 async function trainTogether(dir: string, out: string, world: number, training: Record<string, unknown>, options: TrainerOptions) {
   const links = createMemoryRing(world);
-  return Promise.all(links.map(async (link) => runTraining(await prepareRun(job(dir, out, world, training)), { threads: 1, ...options, parallel: parallelOver(link) })));
+  return Promise.all(links.map(async (link) => runTraining(await prepareRun(job(dir, out, world, training)), { threads: 1, ...options, parallel: dataParallelOver(link) })));
 }
 
 test('2 workers, 4 micro-batches per step: overlapped training reaches the sequential parameters', async () => {
@@ -125,7 +102,7 @@ test('a peer that dies during an overlapped all-reduce ends every survivor with 
   const links = createMemoryRing(3, { recvTimeoutMs: 1000 });
   const buckets = 6;
   const runs = links.map(async (link) => {
-    const parallel = parallelOver(link);
+    const parallel = dataParallelOver(link);
     let calls = 0;
     // Rank 2 dies in the second bucket's all-reduce of step 4.
     const dying: DataParallel =

@@ -5,13 +5,11 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync, readdirSync, existsSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync, readdirSync, existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import ort from 'onnxruntime-node';
 import { validateFineTuneJob, type FineTuneJob } from '@finetune/api';
-import { ModelBuilder, randomValues, rng } from '../testing/model-builder.js';
-import { saveModel } from '../onnx/load.js';
+import { writeToyTask } from '../testing/toy-task.js';
 import { prepareRun } from './prepare.js';
 import { runTraining, evaluateDataset } from './trainer.js';
 import { TrainingSessions } from './sessions.js';
@@ -25,23 +23,16 @@ const W = [
   [0.2, 0.3, -1.4, 1],
 ];
 
-function workspace() {
-  const dir = mkdtempSync(join(tmpdir(), 'ftjob-train-'));
-  const r = rng(42);
-  const rows: string[] = [];
-  for (let i = 0; i < 240; i++) {
-    const x = Array.from(randomValues(r, 4, -1, 1));
-    const scores = W.map((w) => w.reduce((s, wi, j) => s + wi * x[j]!, 0));
-    const label = scores.indexOf(Math.max(...scores));
-    rows.push(JSON.stringify({ x: x.map((v) => Number(v.toFixed(4))), label: ['a', 'b', 'c'][label] }));
-  }
-  writeFileSync(join(dir, 'train.jsonl'), rows.join('\n') + '\n');
-  const m = new ModelBuilder();
-  const x = m.input('x', ['batch', 4]);
-  const h = m.node('Tanh', [m.node('Gemm', [x, m.param('fc1.weight', [8, 4], randomValues(r, 32, -0.5, 0.5)), m.param('fc1.bias', [8], randomValues(r, 8, -0.5, 0.5))], { transB: 1 })]);
-  m.output(m.node('Gemm', [h, m.param('fc2.weight', [3, 8], randomValues(r, 24, -0.35, 0.35)), m.param('fc2.bias', [3], randomValues(r, 3, -0.35, 0.35))], { transB: 1 }));
-  saveModel(m.build(), join(dir, 'mlp.onnx'));
-  return dir;
+function workspace(): string {
+  return writeToyTask({
+    prefix: 'ftjob-train-',
+    seed: 42,
+    label: (x) => {
+      const scores = W.map((w) => w.reduce((s, wi, j) => s + wi * x[j]!, 0));
+      return ['a', 'b', 'c'][scores.indexOf(Math.max(...scores))]!;
+    },
+    layers: [{ out: 8, init: [-0.5, 0.5] }, { out: 3, init: [-0.35, 0.35] }],
+  }).dir;
 }
 
 function job(dir: string, overrides: { spec?: Record<string, unknown>; training?: Record<string, unknown>; optimizer?: Record<string, unknown>; out?: string } = {}): FineTuneJob {
