@@ -174,12 +174,21 @@ test('the controller killed and started again mid-job creates no duplicate pods 
 test('suspend deletes the workers and keeps the status; resume recreates them and the job completes', { timeout: 240_000 }, async () => {
   await kubectl(['apply', '-f', '-'], digitsJob('pausable', { epochs: 300, training: { checkpointEvery: 10 } }));
   await waitPhase('pausable', 'Running', 120_000);
+  await waitFor('pausable to train', async () => (await job('pausable')).status?.training?.step >= 3, 120_000);
   await kubectl(['patch', 'ftj', 'pausable', '-n', NS, '--type=merge', '-p', '{"spec":{"suspend":true}}']);
   const suspended = await waitPhase('pausable', 'Suspended', 30_000);
   assert.equal(suspended.status.conditions.find((c) => c.type === 'Suspended').status, 'True');
   await waitFor('pausable pods deleted', async () => (await workerPods('pausable')).length === 0, 30_000);
+  // The pods got SIGTERM: rank 0 checkpointed the step it had reached before it stopped (after its
+  // own SIGTERM, or after rank 1 left first: then as a lost peer).
+  const suspendedLog = agent.podLog(NS, 'pausable-worker-0') ?? '';
+  const stopped = /(?:stopped by SIGTERM after step (\d+) \(checkpoint|rank 0's checkpoint of step (\d+):) \S*step-0*(\d+)\)/.exec(suspendedLog);
+  assert.ok(stopped, `rank 0 said where it stopped:\n${suspendedLog.slice(-1500)}`);
+  const stoppedStep = stopped[1] ?? stopped[2];
+  assert.equal(stopped[3], stoppedStep, 'the checkpoint is of the step it stopped after');
   await kubectl(['patch', 'ftj', 'pausable', '-n', NS, '--type=merge', '-p', '{"spec":{"suspend":false}}']);
   const done = await waitPhase('pausable', 'Succeeded', 200_000);
+  assert.match(agent.podLog(NS, 'pausable-worker-0'), new RegExp(`resuming from \\S*step-0*${stoppedStep} \\(step ${stoppedStep}\\)`), 'resumed exactly there');
   assert.equal(done.status.conditions.find((c) => c.type === 'Suspended').status, 'False');
   assert.deepEqual((await reasons('pausable')).filter((r) => r === 'Suspended' || r === 'Resumed'), ['Suspended', 'Resumed']);
 });

@@ -1,7 +1,7 @@
 /**
  * How a worker's exit code tells the controller whether restarting the gang can help. The
- * worker exits with these; any other non-zero code (a crash, 137 for SIGKILL/OOM, 143 for
- * SIGTERM) is treated as retryable.
+ * worker exits with these; any other non-zero code (a crash, 137 for SIGKILL/OOM, 143 for a
+ * SIGTERM that stopped training after a checkpoint) is treated as retryable.
  */
 export const WORKER_EXIT = {
   succeeded: 0,

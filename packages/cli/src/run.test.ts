@@ -91,6 +91,38 @@ test('killing one worker ends the run with a clear error; --resume continues fro
   assert.ok(existsSync(join(dir, 'out', 'model.onnx')));
 });
 
+test('Ctrl-C stops ftjob run after the current step with a checkpoint of it; --resume starts exactly there', async () => {
+  const { dir, job } = workspace(400, 1000);
+  const latest = join(dir, 'out', 'checkpoints', 'latest');
+  const child = spawn(process.execPath, [BIN, 'run', job, '--workers', '2'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  let sent = false;
+  child.stderr.on('data', (d: Buffer) => {
+    stderr += d.toString();
+    // Once training is under way (the first epoch's checkpoint exists), as a user would press it.
+    if (!sent && existsSync(latest)) {
+      sent = true;
+      child.kill('SIGINT');
+    }
+  });
+  const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+  assert.ok(sent, `SIGINT was never sent:\n${stderr}`);
+  assert.equal(code, 130, `128 + SIGINT:\n${stderr}`);
+  // The runner passes the stop on as SIGTERM; rank 0 checkpoints the step it completed last.
+  const stopped = /ftjob: stopped by SIGTERM after step (\d+) \(checkpoint (\S+)\); continue with --resume/.exec(stderr);
+  assert.ok(stopped, stderr);
+  const step = Number(stopped[1]);
+  assert.equal(stopped[2], join(dir, 'out', 'checkpoints', `step-${String(step).padStart(8, '0')}`));
+  assert.equal(readFileSync(latest, 'utf8').trim(), `step-${String(step).padStart(8, '0')}`);
+  assert.match(stderr, /ftjob: stopped by SIGINT; continue with --resume\n/);
+  assert.doesNotMatch(stderr, /was killed|exited with code/, 'a stop, not a failure');
+
+  writeFileSync(job, readFileSync(job, 'utf8').replace('epochs: 400', 'epochs: 6'));
+  const resumed = spawnSync(process.execPath, [BIN, 'run', job, '--workers', '2', '--resume'], { encoding: 'utf8', timeout: 120_000 });
+  assert.equal(resumed.status, 0, resumed.stderr);
+  assert.match(resumed.stderr, new RegExp(`resuming from \\S*step-0*${step} \\(step ${step}\\)`));
+});
+
 test('ftjob run rejects a bad spec with one line naming the field, and a missing file, with a non-zero exit', () => {
   const { dir, job } = workspace(1);
   writeFileSync(job, readFileSync(job, 'utf8').replace('epochs: 1', 'epoch: 1'));

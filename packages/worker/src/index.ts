@@ -1,4 +1,4 @@
-export { UserError, isUserError } from './errors.js';
+export { UserError, isUserError, TrainingInterrupted } from './errors.js';
 export * from './onnx/types.js';
 export { loadModel, loadModelFile, saveModel, modelToBytes, type ModelSource, type SaveOptions } from './onnx/load.js';
 export { decodeModel, encodeModel } from './onnx/codec.js';

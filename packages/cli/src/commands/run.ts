@@ -5,6 +5,18 @@ import { prepareRun, runTraining, startWorkerMetrics, parseMetricsPort, UserErro
 import { runLocalWorkers } from '@finetune/controller';
 import { terminalProgress } from '../progress.js';
 import { readJobFile, positiveInt } from './job-file.js';
+import { exitCodeOf, gracefulStop } from '../graceful-stop.js';
+
+/** The run was stopped by a signal after its workers saved a checkpoint; exits with `exitCode`. */
+export class Interrupted extends Error {
+  override readonly name = 'Interrupted';
+  constructor(
+    message: string,
+    readonly exitCode: number,
+  ) {
+    super(message);
+  }
+}
 
 interface RunOptions {
   resume?: boolean;
@@ -70,20 +82,24 @@ export function runCommand(): Command {
           ...(opts.threads ? { threads: opts.threads } : {}),
           ...(opts.metricsPort !== undefined ? { metricsPort: opts.metricsPort } : {}),
         });
+        if (result.interrupted) throw new Interrupted(`${result.message}; continue with --resume`, exitCodeOf(result.interrupted));
         if (result.code !== 0) throw new UserError(`${result.message}; fix the cause and rerun with --resume to continue from the last checkpoint`);
         return;
       }
       const prepared = await prepareRun(job);
       const served = await startWorkerMetrics(job, 0, process.env, opts.metricsPort);
+      const stop = gracefulStop();
       try {
         const result = await runTraining(prepared, {
           progress: terminalProgress(),
           metrics: served.metrics,
           ...(opts.resume ? { resume: true } : {}),
           ...(opts.threads ? { threads: opts.threads } : {}),
+          stop: stop.signal,
         });
         printResult(result);
       } finally {
+        stop.dispose();
         await served.close();
       }
     });

@@ -3,12 +3,15 @@
  * from the environment the local runner or the controller sets (FT_RANK, FT_WORLD_SIZE, FT_PEERS,
  * FT_PORT, FT_JOB_ID, FT_TOKEN). Without FT_WORLD_SIZE it trains alone. Rank 0 shows progress
  * and writes the outputs. With FT_METRICS_PORT it serves Prometheus metrics at /metrics until it exits.
+ * SIGTERM or SIGINT during training stops it before the next step, rank 0 writing a checkpoint
+ * first; the exit code is then 128 + the signal's number (143, 130), which the controller retries.
  */
 import { Command, InvalidArgumentError } from 'commander';
 import { prepareRun, runTraining, startWorkerMetrics, type StartedMetrics, ringConfigFromEnv, joinRing, startCollectiveServer, statusSink, SILENT, type CollectiveServer, type Ring, type RingEnvConfig } from '@finetune/worker';
 import { readJobFile, positiveInt } from './job-file.js';
 import { terminalProgress } from '../progress.js';
 import { printResult } from './run.js';
+import { gracefulStop } from '../graceful-stop.js';
 
 export function workerCommand(): Command {
   return new Command('worker')
@@ -40,6 +43,7 @@ export function workerCommand(): Command {
         server = await startStatusOnlyServer(config, log);
       }
       let served: StartedMetrics | undefined;
+      const stop = gracefulStop(log);
       try {
         served = await startWorkerMetrics(job, rank, process.env);
         const base = rank === 0 ? terminalProgress() : SILENT;
@@ -50,9 +54,11 @@ export function workerCommand(): Command {
           ...(ring ? { parallel: ring.parallel } : {}),
           ...(opts.resume ? { resume: true } : opts.resumeIfPresent ? { resume: 'if-present' as const } : {}),
           ...(opts.threads ? { threads: opts.threads } : {}),
+          stop: stop.signal,
         });
         if (rank === 0) printResult(result);
       } finally {
+        stop.dispose();
         // Closing after a failure must not replace the error that says what went wrong.
         await closeQuietly(() => (ring ? ring.close() : server?.close()), log);
         await closeQuietly(() => served?.close(), log);

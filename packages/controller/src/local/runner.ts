@@ -2,7 +2,8 @@
  * The local runner: a FineTuneJob with N replicas becomes N worker processes on this machine,
  * talking gRPC over loopback with the same environment the controller gives pods. Rank 0 owns
  * the terminal (progress bar); other ranks' lines are prefixed. When one worker fails, the others
- * are stopped and the run ends with that worker's error, so nothing is left half-running.
+ * are stopped and the run ends with that worker's error, so nothing is left half-running. SIGINT or
+ * SIGTERM stops every worker after its current step, rank 0 writing a checkpoint first.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -30,6 +31,8 @@ export interface LocalRunOptions {
 
 export interface LocalRunResult {
   code: number;
+  /** The signal that stopped the run (SIGINT, SIGTERM): the workers checkpointed and stopped. */
+  interrupted?: NodeJS.Signals;
   /** The rank that failed first, if any. */
   failedRank?: number;
   message?: string;
@@ -48,10 +51,19 @@ export async function runLocalWorkers(options: LocalRunOptions): Promise<LocalRu
 
   const children: ChildProcess[] = [];
   let failure: LocalRunResult | undefined;
+  let interrupted: NodeJS.Signals | undefined;
+  let anyFailed = false;
   const stopAll = (signal: NodeJS.Signals) => {
     for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill(signal);
   };
-  const onSignal = (signal: NodeJS.Signals) => stopAll(signal);
+  // The first signal asks every worker to stop after its step (SIGTERM: rank 0 checkpoints
+  // first; see the worker command); a second one kills them.
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (interrupted) return stopAll('SIGKILL');
+    interrupted = signal;
+    log(`${signal}: asking the workers to stop after their current step (again: kill them)`);
+    stopAll('SIGTERM');
+  };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
 
@@ -72,7 +84,8 @@ export async function runLocalWorkers(options: LocalRunOptions): Promise<LocalRu
         }
         child.on('exit', (code, signal) => {
           const ok = code === 0;
-          if (!ok && !failure) {
+          if (!ok) anyFailed = true;
+          if (!ok && !failure && !interrupted) {
             failure = { code: code ?? 1, failedRank: w.rank, message: `worker rank ${w.rank} (pid ${child.pid}) ${signal ? `was killed by ${signal}` : `exited with code ${code}`}` };
             log(`${failure.message}; stopping the other workers`);
             stopAll('SIGTERM');
@@ -85,5 +98,8 @@ export async function runLocalWorkers(options: LocalRunOptions): Promise<LocalRu
   await Promise.all(exits);
   process.off('SIGINT', onSignal);
   process.off('SIGTERM', onSignal);
-  return failure ?? { code: 0 };
+  if (failure) return failure;
+  // A signal that came after the last step changed nothing.
+  if (interrupted && anyFailed) return { code: 1, interrupted, message: `stopped by ${interrupted}` };
+  return { code: 0 };
 }

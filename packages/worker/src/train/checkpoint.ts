@@ -6,7 +6,7 @@
  * either the previous checkpoint or the new one, never a torn file.
  */
 import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync, openSync, fsyncSync, closeSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { UserError } from '../errors.js';
 
 export const CHECKPOINT_FORMAT = 'finetune-operator/checkpoint@1';
@@ -36,9 +36,14 @@ function writeDurably(path: string, data: string | Uint8Array): void {
 
 /** Writes checkpoint `step` under `dir` and points `latest` at it; keeps the newest `keep`. */
 /** Writes a checkpoint; returns its folder and the bytes written (for metrics). */
+/** The folder of the checkpoint of `step` in `dir`. */
+export function checkpointPath(dir: string, step: number): string {
+  return join(dir, `step-${String(step).padStart(8, '0')}`);
+}
+
 export function saveCheckpoint<State>(dir: string, step: number, checkpoint: Checkpoint<State>, keep = 2): { path: string; bytes: number } {
   mkdirSync(dir, { recursive: true });
-  const name = `step-${String(step).padStart(8, '0')}`;
+  const name = basename(checkpointPath(dir, step));
   const tmp = join(dir, `.${name}.tmp-${process.pid}`);
   rmSync(tmp, { recursive: true, force: true });
   mkdirSync(tmp);

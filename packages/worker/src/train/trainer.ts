@@ -13,7 +13,7 @@ import { TrainingSessions, type Feeds } from './sessions.js';
 import type { MicroBatch } from './gradient-thread.js';
 import { overlappedStep } from './overlapped-step.js';
 import { startCompute, type OverlapMode } from './compute-setup.js';
-import { saveCheckpoint, loadLatestCheckpoint } from './checkpoint.js';
+import { checkpointPath, saveCheckpoint, loadLatestCheckpoint } from './checkpoint.js';
 import { timedParallel } from './timed-parallel.js';
 import { nonPadTokens } from './tokens.js';
 import { SILENT, type ProgressSink } from './progress.js';
@@ -30,7 +30,7 @@ import { writeSummary, type EvalPoint, type RunSummary, type TrainPoint } from '
 import { writeReport } from '../report/html.js';
 import { writeFileAtomic } from '../report/atomic.js';
 import type { TrainingObserver } from '../metrics/observer.js';
-import { UserError } from '../errors.js';
+import { TrainingInterrupted, UserError } from '../errors.js';
 import { CollectiveError } from '../collective/link.js';
 import { WIRE_OF_PRECISION, type WireFormat } from '../collective/wire.js';
 
@@ -47,6 +47,12 @@ export interface TrainerOptions {
   parallel?: DataParallel;
   /** Stop after this many optimizer steps in this process (tests use it to simulate a kill). */
   stopAfterSteps?: number;
+  /**
+   * Aborted (SIGTERM from Kubernetes, Ctrl-C): the run stops before its next step, rank 0 writes
+   * a checkpoint of the last completed step, and the run rejects with TrainingInterrupted. Its
+   * `reason` names the cause in the message.
+   */
+  stop?: AbortSignal;
   /** Receives loss, throughput, phase timings, all-reduces and checkpoints (the Prometheus metrics). */
   metrics?: TrainingObserver;
   /** Overlap the gradient all-reduce with the backward pass: see OverlapMode (default: spec.workers.allReduce.overlap). */
@@ -223,6 +229,33 @@ export async function runTraining(prepared: PreparedRun, options: TrainerOptions
   let stoppedEarly = false;
   let reason = state.step >= totalSteps ? 'reached the step limit' : '';
   let stepsThisProcess = 0;
+  /** The step of the newest checkpoint on disk (rank 0), so none is written twice. */
+  let checkpointedStep = options.resume ? state.step : 0;
+  const writeCheckpoint = (): void => {
+    state.elapsedSeconds = elapsed();
+    const saveStart = performance.now();
+    const saved = saveCheckpoint(checkpointDir, state.step, checkpointOf(state, params, optimizer, bestParams, paramInfo.map((p) => p.name)));
+    metrics?.checkpointWritten((performance.now() - saveStart) / 1000, saved.bytes);
+    checkpointedStep = state.step;
+  };
+  /**
+   * Rank 0 keeps what the run has done when it must end early: a checkpoint of the last completed
+   * step (parameters, optimizer and sampler position agree there; a failed step changed nothing).
+   * An evaluation that failed at that step is not redone on resume.
+   */
+  const checkpointProgress = (): void => {
+    if (rank !== 0 || state.step <= checkpointedStep) return;
+    try {
+      writeCheckpoint();
+    } catch (err) {
+      progress.message(`could not write a checkpoint of step ${state.step}: ${(err as Error).message}`);
+    }
+  };
+  const latestCheckpoint = (): string | undefined => (rank === 0 && checkpointedStep > 0 ? checkpointPath(checkpointDir, checkpointedStep) : undefined);
+  const interrupted = (): TrainingInterrupted => {
+    checkpointProgress();
+    return new TrainingInterrupted(String(options.stop?.reason ?? 'stop requested'), state.step, latestCheckpoint());
+  };
 
   const evaluate = async (): Promise<EvalPoint> => {
     const result = await collective(state.step, () => evaluateDataset(sessions, validation, evalParams(), prepared.numClasses !== undefined, 256, parallel));
@@ -247,6 +280,7 @@ export async function runTraining(prepared: PreparedRun, options: TrainerOptions
       const order = epochOrder({ length: train.length, seed: spec.training.seed, epoch: state.epoch, rank, worldSize });
       const epochBatches = batches(order, perWorkerBatch);
       for (let b = state.batchInEpoch; b < epochBatches.length && state.step < totalSteps; b++) {
+        if (options.stop?.aborted) throw interrupted();
         const stepStart = performance.now();
         const phases = { data: 0, compute: 0, optimizer: 0 };
         let mark = stepStart;
@@ -367,12 +401,7 @@ export async function runTraining(prepared: PreparedRun, options: TrainerOptions
           state.epoch++;
           state.batchInEpoch = 0;
         }
-        if (rank === 0 && (state.step % checkpointEvery === 0 || endOfEpoch || stoppedEarly)) {
-          state.elapsedSeconds = elapsed();
-          const saveStart = performance.now();
-          const saved = saveCheckpoint(checkpointDir, state.step, checkpointOf(state, params, optimizer, bestParams, paramInfo.map((p) => p.name)));
-          metrics?.checkpointWritten((performance.now() - saveStart) / 1000, saved.bytes);
-        }
+        if (rank === 0 && (state.step % checkpointEvery === 0 || endOfEpoch || stoppedEarly)) writeCheckpoint();
         if (stoppedEarly) break training;
         if (options.stopAfterSteps !== undefined && stepsThisProcess >= options.stopAfterSteps) {
           return { summary: buildSummary(), outputDir, params };
@@ -384,6 +413,15 @@ export async function runTraining(prepared: PreparedRun, options: TrainerOptions
       }
     }
     if (!reason) reason = spec.training.maxSteps ? 'reached spec.training.maxSteps' : `completed ${spec.training.epochs} epoch(s)`;
+  } catch (err) {
+    // A stop request that made a peer leave mid-step is still the stop request.
+    if (options.stop?.aborted && err instanceof CollectiveError) throw interrupted();
+    if (err instanceof CollectiveError && rank === 0) {
+      checkpointProgress();
+      const latest = latestCheckpoint();
+      if (latest) throw new CollectiveError(`${err.message} (rank 0's checkpoint of step ${checkpointedStep}: ${latest})`, err.peer);
+    }
+    throw err;
   } finally {
     await thread?.close();
     await sessions.release();
