@@ -419,6 +419,10 @@ export async function startNodeAgent(opts) {
       if (!dir) continue; // optional source that did not exist
       mounts.push({ mountPath: m.mountPath, hostPath: m.subPath ? join(dir, m.subPath) : dir });
     }
+    // The kubelet mounts an empty file at terminationMessagePath for the container's last words.
+    s.terminationFile = join(s.dir, 'termination-log');
+    writeFileSync(s.terminationFile, '');
+    mounts.push({ mountPath: container.terminationMessagePath ?? '/dev/termination-log', hostPath: s.terminationFile });
     // Longest mountPath first, so /a/b wins over /a.
     return mounts.sort((a, b) => b.mountPath.length - a.mountPath.length);
   }
@@ -507,7 +511,8 @@ export async function startNodeAgent(opts) {
     const { code, signal } = await s.exited;
     s.child = undefined;
     const exitCode = code ?? 128 + signalNumber(signal);
-    const term = { exitCode, reason: exitCode === 0 ? 'Completed' : 'Error', ...(signal ? { signal: signalNumber(signal), message: `killed by ${signal}` } : {}), startedAt: s.startedAt, finishedAt: now(), containerID: `local-process://${s.pid}` };
+    const message = terminationMessage(s, exitCode) || (signal ? `killed by ${signal}` : '');
+    const term = { exitCode, reason: exitCode === 0 ? 'Completed' : 'Error', ...(signal ? { signal: signalNumber(signal) } : {}), ...(message ? { message } : {}), startedAt: s.startedAt, finishedAt: now(), containerID: `local-process://${s.pid}` };
     if (s.terminating || stopped) return;
     const policy = s.pod.spec.restartPolicy ?? 'Always';
     if (policy === 'Always' || (policy === 'OnFailure' && exitCode !== 0)) {
@@ -524,6 +529,24 @@ export async function startNodeAgent(opts) {
       return;
     }
     await finish(s, term);
+  }
+
+  /**
+   * As the kubelet: what the container wrote to its terminationMessagePath (at most 4096 bytes),
+   * or, with terminationMessagePolicy FallbackToLogsOnError, the end of its log when it failed
+   * without writing one (the last 80 lines, at most 2048 bytes).
+   */
+  function terminationMessage(s, exitCode) {
+    const read = (file) => {
+      try {
+        return readFileSync(file, 'utf8');
+      } catch {
+        return '';
+      }
+    };
+    const written = read(s.terminationFile).slice(0, 4096);
+    if (written.trim() || exitCode === 0 || s.container.terminationMessagePolicy !== 'FallbackToLogsOnError') return written;
+    return read(s.logFile).split('\n').slice(-81).join('\n').slice(-2048);
   }
 
   async function finish(s, term) {

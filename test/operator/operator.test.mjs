@@ -202,6 +202,19 @@ test('a job asking for more GPUs than any node has fails with the scheduler\'s r
   assert.equal((await workerPods('greedy')).length, 0, 'cleanPodPolicy Running deleted the pending pod');
 });
 
+test('a worker that rejects its input fails the job without restarts, its own message in the condition and event', { timeout: 120_000 }, async () => {
+  // The API server cannot know the model's layer names; the worker can, and says so.
+  await kubectl(['apply', '-f', '-'], digitsJob('misnamed', { replicas: 1, extra: { trainable: { freezeBelow: 'conv9' } } }));
+  const failed = await waitPhase('misnamed', 'Failed', 100_000);
+  const cond = failed.status.conditions.find((c) => c.type === 'Failed');
+  assert.equal(cond.reason, 'WorkerFailed');
+  const said = /worker 0 \(misnamed-worker-0\) exited with code 2 \(Error: spec\.trainable\.freezeBelow 'conv9': no node, parameter or parameter prefix has this name/;
+  assert.match(cond.message, said);
+  assert.equal(failed.status.restarts ?? 0, 0, 'bad input is not retried');
+  const events = (await getJson('events', '--field-selector', 'involvedObject.name=misnamed,involvedObject.kind=FineTuneJob')).items;
+  assert.ok(events.some((e) => e.type === 'Warning' && said.test(e.message)), `a Warning event carries it: ${JSON.stringify(events.map((e) => [e.reason, e.message]))}`);
+});
+
 test('deleting a job removes everything it created', { timeout: 90_000 }, async () => {
   await kubectl(['apply', '-f', '-'], digitsJob('doomed', { epochs: 500 }));
   await waitPhase('doomed', 'Running', 120_000);

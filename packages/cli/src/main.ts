@@ -1,4 +1,5 @@
 /** The `ftjob` command line: one entry point, one subcommand per job. */
+import { writeFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { WORKER_EXIT } from '@finetune/api';
 import { CollectiveError, isUserError, TrainingInterrupted } from '@finetune/worker';
@@ -37,22 +38,28 @@ export async function main(argv: string[]): Promise<number> {
     return 0;
   } catch (err) {
     if (err instanceof CommanderError) return err.exitCode;
-    if (isUserError(err)) {
-      process.stderr.write(`ftjob: error: ${err.message}\n`);
-      return WORKER_EXIT.invalidInput;
-    }
-    if (err instanceof CollectiveError) {
-      process.stderr.write(`ftjob: error: ${err.message}\n`);
-      return WORKER_EXIT.peerFailure;
-    }
-    if (err instanceof TrainingInterrupted) {
-      process.stderr.write(`ftjob: ${err.message}\n`);
-      return exitCodeOf(err.reason);
-    }
-    if (err instanceof Interrupted) {
-      process.stderr.write(`ftjob: ${err.message}\n`);
-      return err.exitCode;
-    }
+    if (isUserError(err)) return fail(err.message, WORKER_EXIT.invalidInput, 'error: ');
+    if (err instanceof CollectiveError) return fail(err.message, WORKER_EXIT.peerFailure, 'error: ');
+    if (err instanceof TrainingInterrupted) return fail(err.message, exitCodeOf(err.reason));
+    if (err instanceof Interrupted) return fail(err.message, err.exitCode);
     throw err;
   }
+}
+
+/**
+ * Says why the command stopped: on stderr, and in FT_TERMINATION_LOG when set (a worker pod's
+ * terminationMessagePath, which Kubernetes copies into the pod status and the controller into the
+ * job's condition). Returns `code`.
+ */
+function fail(message: string, code: number, label = ''): number {
+  process.stderr.write(`ftjob: ${label}${message}\n`);
+  const path = process.env.FT_TERMINATION_LOG;
+  if (path) {
+    try {
+      writeFileSync(path, message.slice(0, 4000));
+    } catch {
+      // Best effort: the message is on stderr, and the pod falls back to its log.
+    }
+  }
+  return code;
 }

@@ -91,8 +91,11 @@ test('the rendezvous environment: exact peers for 3 replicas, rank, world size, 
         { name: 'FT_PORT', value: '29500' },
         { name: 'FT_JOB_ID', value: 'ml/digits' },
         { name: 'FT_BIND_HOST', valueFrom: { fieldRef: { fieldPath: 'status.podIP' } } },
+        { name: 'FT_TERMINATION_LOG', value: '/dev/termination-log' },
       ],
     );
+    const container = pod.spec.containers[0]!;
+    assert.deepEqual([container.terminationMessagePath, container.terminationMessagePolicy], ['/dev/termination-log', 'FallbackToLogsOnError']);
   });
 });
 

@@ -108,6 +108,8 @@ export interface Container {
   resources: ResourceRequirements;
   volumeMounts: VolumeMount[];
   readinessProbe?: { tcpSocket: { port: string | number }; periodSeconds: number; failureThreshold: number };
+  terminationMessagePath: string;
+  terminationMessagePolicy: 'File' | 'FallbackToLogsOnError';
 }
 
 export interface Pod {
@@ -233,6 +235,9 @@ export function jobFileText(job: FineTuneJob): string {
   return `${JSON.stringify(doc, null, 2)}\n`;
 }
 
+/** Kubernetes' default terminationMessagePath, named so the worker is told it. */
+const TERMINATION_MESSAGE_PATH = '/dev/termination-log';
+
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 const DNS_1035_LABEL = /^[a-z]([-a-z0-9]*[a-z0-9])?$/;
 
@@ -300,6 +305,8 @@ export function desiredObjects(job: ClusterFineTuneJob, options: ObjectPlanOptio
     // Listen on the pod's own address (where its peers' DNS names point), not on every interface.
     env.push({ name: 'FT_BIND_HOST', valueFrom: { fieldRef: { fieldPath: 'status.podIP' } } });
     if (options.metricsPort !== undefined) env.push({ name: 'FT_METRICS_PORT', value: String(options.metricsPort) });
+    // The worker writes why it failed there; the controller reads it back from the pod status.
+    env.push({ name: 'FT_TERMINATION_LOG', value: TERMINATION_MESSAGE_PATH });
     const container: Container = {
       name: CONTAINER_NAME,
       image: options.image,
@@ -313,6 +320,9 @@ export function desiredObjects(job: ClusterFineTuneJob, options: ObjectPlanOptio
       resources: structuredClone(resources),
       volumeMounts: [{ name: SPEC_VOLUME, mountPath: JOB_SPEC_DIR, readOnly: true }, ...structuredClone(options.volumeMounts ?? [])],
       ...(options.readinessProbe === false ? {} : { readinessProbe: { tcpSocket: { port: PORT_NAME }, periodSeconds: 5, failureThreshold: 3 } }),
+      terminationMessagePath: TERMINATION_MESSAGE_PATH,
+      // A crash that wrote nothing still leaves its last log lines in the pod status.
+      terminationMessagePolicy: 'FallbackToLogsOnError',
     };
     return {
       apiVersion: 'v1',

@@ -128,3 +128,11 @@ test('a pod without a valid rank label is not a worker', () => {
   for (const bad of [undefined, '', ' ', 'abc', '-1', '1.5', '1e1', '0x1', ' 1']) assert.equal(withRank(bad), undefined, `rank label ${JSON.stringify(bad)}`);
   assert.equal(podView(kubePod({ phase: 'Running' }, { labels: undefined })), undefined);
 });
+
+test('a log tail as termination message (FallbackToLogsOnError) is condensed to its last lines, on one line', () => {
+  const tail = ['step 1/90 loss 0.8', ...Array.from({ length: 40 }, (_, i) => `    at frame${i} (file.js:${i}:1)`), 'TypeError: x is undefined', ''].join('\n');
+  const failed = podView(kubePod({ phase: 'Failed', containerStatuses: [{ name: 'worker', state: { terminated: { exitCode: 1, reason: 'Error', message: tail } } }] }));
+  assert.equal(failed!.terminationMessage, 'Error: at frame36 (file.js:36:1) | at frame37 (file.js:37:1) | at frame38 (file.js:38:1) | at frame39 (file.js:39:1) | TypeError: x is undefined');
+  const long = podView(kubePod({ phase: 'Failed', containerStatuses: [{ name: 'worker', state: { terminated: { exitCode: 2, reason: 'Error', message: 'x'.repeat(3000) } } }] }));
+  assert.equal(long!.terminationMessage, `Error: …${'x'.repeat(1000)}`);
+});

@@ -68,7 +68,7 @@ export function podView(pod: KubePod): PodView | undefined {
   if (hash) view.specHash = hash;
   if (terminated) {
     view.exitCode = terminated.exitCode;
-    view.terminationMessage = [terminated.reason, terminated.message?.trim()].filter(Boolean).join(': ');
+    view.terminationMessage = [terminated.reason, condense(terminated.message ?? '')].filter(Boolean).join(': ');
   } else if (phase === 'Failed') {
     // Evicted, or failed before its container ran: the pod's own reason is all there is.
     const s = pod.status as { reason?: string; message?: string } | undefined;
@@ -80,4 +80,19 @@ export function podView(pod: KubePod): PodView | undefined {
     else if (waiting?.reason) view.pendingReason = `${waiting.reason}${waiting.message ? `: ${waiting.message}` : ''}`;
   }
   return view;
+}
+
+/** Most lines a termination message keeps in a condition (a log tail can have 80). */
+const MESSAGE_LINES = 5;
+/** Most characters it keeps. */
+const MESSAGE_CHARS = 1000;
+
+/**
+ * A termination message fit for a condition: one line. A worker writes one line; a crash leaves
+ * its log's last lines (FallbackToLogsOnError), of which the last few say the most.
+ */
+export function condense(message: string): string {
+  const lines = message.split('\n').map((l) => l.trim()).filter(Boolean);
+  const text = lines.slice(-MESSAGE_LINES).join(' | ');
+  return text.length > MESSAGE_CHARS ? `…${text.slice(-MESSAGE_CHARS)}` : text;
 }

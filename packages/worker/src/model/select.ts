@@ -45,7 +45,7 @@ function detectedHead(model: Model, output: string | undefined): string[] {
   const name = targetOutput(model, output);
   const layer = inspectClassifier(model, name);
   if ('problem' in layer) {
-    throw new UserError(`headOnly: cannot tell which layer is the classification head: ${layer.problem}. Attach a head, or name the parameters to train instead`);
+    throw new UserError(`spec.trainable.headOnly: cannot tell which layer is the classification head: ${layer.problem}. Attach a head, or name the parameters to train instead`);
   }
   return layer.bias ? [layer.weight, layer.bias] : [layer.weight];
 }
@@ -82,16 +82,16 @@ function freezeBelow(model: Model, x: string, output: string): string[] {
     const nodes = order.filter((n) => hasPrefix(n.name, x));
     if (params.length > 0) boundary = firstReader(params);
     else if (nodes.length > 0) boundary = Math.min(...nodes.map((n) => position.get(n)!));
-    if (boundary === Infinity) throw new UserError(`freezeBelow '${x}': no node reads ${params.length === 1 ? 'this parameter' : 'these parameters'}`);
+    if (boundary === Infinity) throw new UserError(`spec.trainable.freezeBelow '${x}': no node reads ${params.length === 1 ? 'this parameter' : 'these parameters'}`);
   }
-  if (boundary === undefined) throw new UserError(`freezeBelow '${x}': no node, parameter or parameter prefix has this name${known(model, order)}`);
+  if (boundary === undefined) throw new UserError(`spec.trainable.freezeBelow '${x}': no node, parameter or parameter prefix has this name${known(model, order)}`);
 
   const reachable = differentiableReads(order, output);
   const trainable = g.initializers
     .filter((t) => t.dataType === DataType.FLOAT && reachable.has(t.name))
     .filter((t) => (readers.get(t.name) ?? []).some((n) => position.get(n)! >= boundary!))
     .map((t) => t.name);
-  if (trainable.length === 0) throw new UserError(`freezeBelow '${x}': no trainable parameter is used at or after it; nothing would train`);
+  if (trainable.length === 0) throw new UserError(`spec.trainable.freezeBelow '${x}': no trainable parameter is used at or after it; nothing would train`);
   return trainable;
 }
 
