@@ -172,7 +172,8 @@ test('the controller killed and started again mid-job creates no duplicate pods 
 });
 
 test('suspend deletes the workers and keeps the status; resume recreates them and the job completes', { timeout: 240_000 }, async () => {
-  await kubectl(['apply', '-f', '-'], digitsJob('pausable', { epochs: 300, training: { checkpointEvery: 10 } }));
+  // 5,000 steps (~30 s here, ~15 s on a fast machine): the suspend lands mid-training.
+  await kubectl(['apply', '-f', '-'], digitsJob('pausable', { epochs: 1000, training: { checkpointEvery: 50 } }));
   await waitPhase('pausable', 'Running', 120_000);
   await waitFor('pausable to train', async () => (await job('pausable')).status?.training?.step >= 3, 120_000);
   await kubectl(['patch', 'ftj', 'pausable', '-n', NS, '--type=merge', '-p', '{"spec":{"suspend":true}}']);
