@@ -159,6 +159,20 @@ test('a worker killed mid-training restarts the gang, which resumes from the che
   assert.ok((await reasons('killed')).includes('Restarting'));
 });
 
+test('an evicted worker (a node drain) restarts the gang without spending a restart; it resumes and succeeds', { timeout: 300_000 }, async () => {
+  await kubectl(['apply', '-f', '-'], digitsJob('drained', { epochs: 400, perClass: 20, training: { checkpointEvery: 10 } }));
+  await waitFor('drained to train', async () => (await job('drained')).status?.training?.step >= 12, 120_000);
+  // What `kubectl drain` does to each pod: the Eviction API.
+  const eviction = JSON.stringify({ apiVersion: 'policy/v1', kind: 'Eviction', metadata: { name: 'drained-worker-1', namespace: NS } });
+  await kubectl(['create', '--raw', `/api/v1/namespaces/${NS}/pods/drained-worker-1/eviction`, '-f', '-'], eviction);
+  const done = await waitPhase('drained', 'Succeeded', 240_000);
+  const restarts = (await getJson('events', '--field-selector', 'involvedObject.name=drained,reason=Restarting')).items;
+  assert.equal(restarts.length, 1, JSON.stringify(restarts.map((e) => e.message)));
+  assert.match(restarts[0].message, /^worker 1 \(drained-worker-1\) was disrupted \(EvictionByEvictionAPI: [^)]*\); restarting all 2 workers from the latest checkpoint \(not counted against runPolicy\.backoffLimit\)$/);
+  assert.equal(done.status.restarts ?? 0, 0, 'no restart spent');
+  assert.match(agent.podLog(NS, 'drained-worker-0'), /resuming from \S*step-\d+/);
+});
+
 test('the controller killed and started again mid-job creates no duplicate pods and the job completes', { timeout: 240_000 }, async () => {
   await kubectl(['apply', '-f', '-'], digitsJob('survivor', { epochs: 15 }));
   await waitPhase('survivor', 'Running', 120_000);

@@ -229,8 +229,9 @@ export class FineTuneJobController {
       case 'ensureSupportObjects':
         return this.ensureSupportObjects(job, base);
       case 'createPods': {
-        // A restarted or resumed gang continues from the latest checkpoint.
-        const resume = (job.status?.restarts ?? 0) > 0 || job.status?.conditions?.some((c) => c.type === CONDITION.suspended) === true;
+        // A restarted (counted or not: a disruption, a spec change) or resumed gang continues
+        // from the latest checkpoint; a new job's gang starts fresh even if its output folder is not empty.
+        const resume = (job.status?.restarts ?? 0) > 0 || job.status?.conditions?.some((c) => c.type === CONDITION.suspended || c.type === CONDITION.restarting) === true;
         const plan = desiredObjects(job, { ...base, resume, podAnnotations: { [SPEC_HASH_ANNOTATION]: specHash } });
         for (const rank of action.ranks) await this.createIgnoringExisting(RESOURCES.pods, namespace, plan.pods[rank]);
         return;

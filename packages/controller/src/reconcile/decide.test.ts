@@ -312,6 +312,37 @@ test('the root cause is named: a peer-failure exit 3 is not chosen when another 
   assert.match(cause([pod(0, 'Failed', { exitCode: 143 }), pod(1, 'Failed', { exitCode: 137 }), pod(2, 'Running')]), /^worker 0 \(digits-worker-0\) exited with code 143;/, 'several causes: the lowest rank');
 });
 
+test('an evicted worker (DisruptionTarget) restarts the gang without counting it, even though its peer exited 3', () => {
+  const evicted = pod(1, 'Running', { terminating: true, disruption: 'EvictionByEvictionAPI: Eviction API: evicting' });
+  const d = observe(withStatus(makeJob(), running), [pod(0, 'Failed', { exitCode: 3 }), evicted], at(50));
+  const message = 'worker 1 (digits-worker-1) was disrupted (EvictionByEvictionAPI: Eviction API: evicting); restarting all 2 workers from the latest checkpoint (not counted against runPolicy.backoffLimit)';
+  assert.equal(d.status.phase, 'Restarting');
+  assert.deepEqual(byType(d.status).Restarting, cond('Restarting', 'True', 'WorkerDisrupted', message, 50));
+  assert.equal(d.status.restarts, undefined);
+  assert.equal(d.restarted, undefined, 'the restart metric does not count it either');
+  assert.deepEqual(d.events, [{ type: 'Warning', reason: 'Restarting', message }]);
+  assert.deepEqual(d.actions.filter((a) => a.kind !== 'ensureSupportObjects'), [{ kind: 'deletePods', pods: [ref(0)] }], 'the live pod is deleted; the evicted one is on its way');
+});
+
+test('a running worker deleted by hand, or gone, restarts the gang uncounted; while Pending a missing rank is just created', () => {
+  const deleted = observe(withStatus(makeJob(), running), [pod(0, 'Running'), pod(1, 'Running', { terminating: true })], at(50));
+  assert.match(byType(deleted.status).Restarting!.message, /^worker 1 \(digits-worker-1\) was deleted; restarting all 2 workers/);
+  assert.equal(deleted.status.restarts, undefined);
+  const gone = observe(withStatus(makeJob(), running), [pod(0, 'Running')], at(50));
+  assert.match(byType(gone.status).Restarting!.message, /^worker 1 \(digits-worker-1\) is gone; restarting all 2 workers/);
+  assert.ok(!gone.actions.some((a) => a.kind === 'createPods'), 'no lone replacement joins a gang that is about to fail');
+  const starting = observe(withStatus(makeJob(), created), [pod(0, 'Running')], at(3));
+  assert.equal(starting.status.phase, 'Pending');
+  assert.deepEqual(starting.actions.filter((a) => a.kind !== 'ensureSupportObjects'), [{ kind: 'createPods', ranks: [1] }]);
+});
+
+test('a worker the kubelet evicted (Failed, DisruptionTarget) is a disruption, not a failure', () => {
+  const evicted = pod(1, 'Failed', { exitCode: 137, disruption: 'TerminationByKubelet: The node was low on resource: memory' });
+  const d = observe(withStatus(makeJob(), running), [pod(0, 'Running'), evicted], at(50));
+  assert.equal(byType(d.status).Restarting!.reason, 'WorkerDisrupted');
+  assert.equal(d.status.restarts, undefined);
+});
+
 test('a failed pod that is already terminating is not a new failure', () => {
   const d = observe(withStatus(makeJob(), running), [pod(0, 'Running'), pod(1, 'Failed', { exitCode: 1, terminating: true })], at(50));
   assert.equal(d.status.phase, 'Running');

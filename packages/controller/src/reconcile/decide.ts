@@ -11,7 +11,7 @@
  * activeDeadlineSeconds fail it. `spec.suspend` deletes the pods and keeps the status.
  */
 import { isRetryableExit, WORKER_EXIT, type Condition, type FineTuneJobStatus, type JobPhase, type TrainingProgress } from '@finetune/api';
-import type { ClusterFineTuneJob } from '../plan/objects.js';
+import { objectNames, type ClusterFineTuneJob } from '../plan/objects.js';
 import { CONDITION, conditionIs, setCondition, type ConditionType } from './conditions.js';
 import type { PodView } from './pod-view.js';
 
@@ -149,6 +149,7 @@ class Decider {
     }
 
     if (this.finishedDespiteLateFailure()) return;
+    if (this.disruptedWorker()) return;
     if (this.failedWorker()) return;
     if (this.specChanged()) return;
     if (this.deadlineExceeded()) return;
@@ -201,6 +202,29 @@ class Decider {
       return true;
     }
     this.restartGang('WorkerFailed', `${why(failed[0]!)}; restarting all ${this.replicas} workers from the latest checkpoint (restart ${restarts + 1} of ${limit})`, true);
+    return true;
+  }
+
+  /**
+   * A worker pod taken away while the gang runs (a node drain, a preemption, `kubectl delete pod`):
+   * the gang restarts from the latest checkpoint, and the restart does not count against
+   * runPolicy.backoffLimit, since nothing is wrong with the job. It comes before failedWorker: the
+   * peers of a deleted worker exit 3, which would otherwise count.
+   */
+  private disruptedWorker(): boolean {
+    if (this.status.phase !== 'Running') return false;
+    // A worker that had already failed when it was deleted is no disruption: failedWorker judges it.
+    // The pod Kubernetes marked first: when a status write lost a race, this controller's own
+    // deletions of the gang's other pods are visible too.
+    const taken = this.o.pods
+      .filter((p) => p.disruption !== undefined || (p.terminating && (p.phase === 'Running' || p.phase === 'Pending')))
+      .sort((a, b) => Number(b.disruption !== undefined) - Number(a.disruption !== undefined) || a.rank - b.rank)[0];
+    const missing = this.missingRanks()[0];
+    if (!taken && missing === undefined) return false;
+    const what = taken
+      ? `worker ${taken.rank} (${taken.name}) was ${taken.disruption ? `disrupted (${taken.disruption})` : 'deleted'}`
+      : `worker ${missing} (${objectNames(this.o.job.metadata.name, this.replicas).pods[missing!]}) is gone`;
+    this.restartGang('WorkerDisrupted', `${what}; restarting all ${this.replicas} workers from the latest checkpoint (not counted against runPolicy.backoffLimit)`, false);
     return true;
   }
 

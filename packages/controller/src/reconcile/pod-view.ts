@@ -42,6 +42,11 @@ export interface PodView {
   pendingReason?: string;
   /** Why it stopped: reason and message of the terminated container. */
   terminationMessage?: string;
+  /**
+   * Set when Kubernetes took the pod away (condition DisruptionTarget: an eviction, a preemption,
+   * a taint or node-pressure eviction): `reason: message`.
+   */
+  disruption?: string;
 }
 
 export function podView(pod: KubePod): PodView | undefined {
@@ -64,6 +69,8 @@ export function podView(pod: KubePod): PodView | undefined {
     createdAt: new Date(pod.metadata.creationTimestamp ?? 0),
   };
   if (pod.status?.podIP) view.ip = pod.status.podIP;
+  const disruption = pod.status?.conditions?.find((c) => c.type === 'DisruptionTarget' && c.status === 'True');
+  if (disruption) view.disruption = [disruption.reason ?? 'Disrupted', disruption.message?.trim()].filter(Boolean).join(': ');
   const hash = pod.metadata.annotations?.[SPEC_HASH_ANNOTATION];
   if (hash) view.specHash = hash;
   if (terminated) {
