@@ -194,8 +194,12 @@ export class FineTuneJobController {
     const progress = await this.progressOf(job, pods, planBase.workerPort!);
     const decision = decide({ job, pods, specHash, now: new Date(), ...(progress ? { progress } : {}) });
 
-    for (const action of decision.actions) await this.execute(job, action, planBase, specHash);
+    // The status first: it records the intent (a restart and its count, a new phase). If that write
+    // loses a race (409), nothing has been deleted or created yet and the next pass decides afresh;
+    // acting first could leave pods deleted under a status that does not say why.
     if (!sameStatus(job.status, decision.status)) await this.writeStatus(job, decision.status);
+    const decided = { ...job, status: decision.status };
+    for (const action of decision.actions) await this.execute(decided, action, planBase, specHash);
     for (const event of decision.events) await this.recordEvent(job, event);
     if (decision.restarted) this.metrics.restarts.inc({ namespace });
     if (decision.becameRunningAfterS !== undefined) this.metrics.timeToRunning.observe(decision.becameRunningAfterS);
