@@ -37,7 +37,7 @@ COPY --from=build /app /app
 # The example jobs' models, so `kubectl apply -f examples/digits-5to9.yaml` works as is;
 # relative paths in a job resolve against the working directory.
 COPY examples/models/ /workspace/examples/models/
-RUN mkdir -p /workspace/out && chown 65532:65532 /workspace/out && ftjob --version
+RUN mkdir -p /workspace/out && chown 65532:65532 /workspace/out && ftjob --version && ftjob-worker --help > /dev/null
 WORKDIR /workspace
 USER 65532:65532
 ENTRYPOINT ["ftjob"]

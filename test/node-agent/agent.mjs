@@ -17,6 +17,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 const HERE = dirname(fileURLToPath(import.meta.url));
 const REPO = resolvePath(HERE, '..', '..');
 const FTJOB = join(REPO, 'packages', 'cli', 'bin', 'ftjob.js');
+const FTJOB_WORKER = join(REPO, 'packages', 'cli', 'bin', 'ftjob-worker.js');
 const HOOK = join(HERE, 'resolve-hook.mjs');
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -469,6 +470,8 @@ export async function startNodeAgent(opts) {
       return;
     }
     if (argv[0] === 'ftjob') argv = [process.execPath, FTJOB, ...argv.slice(1)];
+    // Run as an image runs it: the executable script itself, so its `env -S node …` shebang counts.
+    else if (argv[0] === 'ftjob-worker') argv[0] = FTJOB_WORKER;
     else if (argv[0] === 'node') argv[0] = process.execPath;
     for (const k of Object.keys(env)) env[k] = rewriteMounts(env[k], mounts);
     const hookOpt = `--import="${pathToFileURL(HOOK).href}"`;

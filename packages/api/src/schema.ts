@@ -175,7 +175,7 @@ export const WorkersSpec = Type.Object(
     replicas: count('data-parallel workers', 1, { default: 1 }),
     gpusPerWorker: count('nvidia.com/gpu per worker', 0, { default: 0 }),
     resources: Type.Optional(Type.Object({ requests: Type.Optional(ResourceList), limits: Type.Optional(ResourceList) }, { ...strict, description: 'CPU and memory for each worker pod' })),
-    image: Type.Optional(Type.String({ minLength: 1, description: "worker image with `ftjob` on its PATH (default: the controller's --worker-image)" })),
+    image: Type.Optional(Type.String({ minLength: 1, description: "worker image with `ftjob-worker` (installed with `ftjob`) on its PATH (default: the controller's --worker-image)" })),
     imagePullPolicy: Type.Optional(literals(['Always', 'IfNotPresent', 'Never'] as const, 'image pull policy (default: the controller\'s)')),
     port: Type.Optional(Type.Integer({ minimum: 1024, maximum: 65535, description: 'the collective (all-reduce) port (default 29500)' })),
     nodeSelector: Type.Optional(Type.Record(Type.String(), Type.String(), { description: 'node labels worker pods must match (e.g. a GPU pool)' })),

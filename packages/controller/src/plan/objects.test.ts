@@ -70,7 +70,7 @@ test('each pod has a stable hostname under the Service, its rank label, restartP
     assert.equal(pod.spec.containers.length, 1);
     assert.equal(c!.image, 'ghcr.io/finetune/worker:0.1.0');
     assert.equal(c!.imagePullPolicy, 'IfNotPresent');
-    assert.deepEqual(c!.command, ['ftjob', 'worker', '/etc/finetune/job.yaml']);
+    assert.deepEqual(c!.command, ['ftjob-worker', '/etc/finetune/job.yaml']);
     assert.deepEqual(c!.ports, [{ name: 'collective', containerPort: 29500, protocol: 'TCP' }]);
     assert.deepEqual(c!.readinessProbe?.tcpSocket, { port: 'collective' });
   });

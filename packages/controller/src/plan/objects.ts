@@ -311,7 +311,8 @@ export function desiredObjects(job: ClusterFineTuneJob, options: ObjectPlanOptio
       name: CONTAINER_NAME,
       image: options.image,
       ...(options.imagePullPolicy ? { imagePullPolicy: options.imagePullPolicy } : {}),
-      command: ['ftjob', 'worker', JOB_SPEC_PATH, ...(options.resume ? ['--resume-if-present'] : [])],
+      // `ftjob worker` with the V8 options of WORKER_NODE_ARGS (see packages/cli/bin/ftjob-worker.js).
+      command: ['ftjob-worker', JOB_SPEC_PATH, ...(options.resume ? ['--resume-if-present'] : [])],
       ports: [
         { name: PORT_NAME, containerPort: port, protocol: 'TCP' },
         ...(options.metricsPort !== undefined ? [{ name: METRICS_PORT_NAME, containerPort: options.metricsPort, protocol: 'TCP' as const }] : []),

@@ -49,7 +49,9 @@ export function planWorkers(job: FineTuneJob, network: NetworkPlan, token: strin
  * all-reduces of 64 MiB, helper threads at ~50 % of the main thread's CPU, and the all-reduce at
  * 0.39-0.42 GB/s instead of 0.64-0.89 GB/s (packages/worker/src/collective/transport/README.md).
  * Raising the initial old-generation size lifts that floor. It is a V8 option Node refuses in
- * NODE_OPTIONS, so it goes on the command line; pods (command `ftjob worker`) do not get it yet.
+ * NODE_OPTIONS, so it goes on the command line: the local runner and the benchmarks pass it to
+ * node, and worker pods run `ftjob-worker`, whose shebang line carries the same options (a test
+ * keeps the two equal).
  */
 export const WORKER_NODE_ARGS: readonly string[] = ['--initial-old-space-size=64'];
 
