@@ -12,11 +12,11 @@
 // controller` as a child process, a real Prometheus scraping the controller and the worker pods —
 // running the 2-worker cluster example, plus a second job whose worker 1 is SIGKILLed mid-training
 // so that a gang restart shows. GPU panels show a STAND-IN for dcgm-exporter (no GPU here).
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { fileURLToPath } from 'node:url';
 import { runKubectl, startControlPlane, waitFor } from '../test/control-plane/harness.mjs';
 import { startNodeAgent } from '../test/node-agent/agent.mjs';
 import { digitsJob } from '../test/operator/jobs.mjs';
@@ -24,6 +24,7 @@ import { startPodDiscovery } from '../test/operator/pod-discovery.mjs';
 import { freePort, PROMETHEUS, SCRAPE_INTERVAL_S, startPrometheus } from '../test/metrics/prometheus.mjs';
 import { startDcgmStandIn } from '../test/metrics/dcgm-stand-in.mjs';
 import { loadDashboard } from '../test/metrics/grafana.mjs';
+import { CHROMIUM, chromiumScreenshot } from '../test/report/chromium.mjs';
 import { renderForDevCluster } from './local-example.mjs';
 import { pageSize, renderDashboard } from './render-dashboard.mjs';
 
@@ -31,7 +32,6 @@ const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const CRD = join(ROOT, 'deploy/helm/finetune-operator/crds/finetunejobs.finetune.dev.yaml');
 const DASHBOARDS = join(ROOT, 'deploy/helm/finetune-operator/dashboards');
 const FTJOB = join(ROOT, 'packages/cli/bin/ftjob.js');
-const CHROMIUM = process.env.FT_TEST_CHROMIUM ?? '/usr/bin/chromium';
 const NS = 'default';
 const SHOTS = [
   { dashboard: 'training.json', png: 'docs/dashboard-training.png', noteSuffix: '; GPU panels: stand-in data (no GPU here)' },
@@ -162,34 +162,6 @@ export async function withScenario(use) {
   }
 }
 
-/** Headless Chromium's screenshot of `page` at `size`, with the flags of test/report/. */
-function screenshot(page, png, { width, height }) {
-  const profile = mkdtempSync(join(tmpdir(), 'ft-chromium-profile-'));
-  const args = [
-    '--headless',
-    '--no-sandbox',
-    '--disable-gpu',
-    '--disable-background-networking',
-    '--disable-component-update',
-    '--disable-sync',
-    '--no-first-run',
-    `--user-data-dir=${profile}`,
-    `--screenshot=${png}`,
-    `--window-size=${width},${height}`,
-    '--hide-scrollbars',
-    pathToFileURL(page).href,
-  ];
-  return new Promise((resolve, reject) => {
-    rmSync(png, { force: true });
-    execFile(CHROMIUM, args, { timeout: 90_000, killSignal: 'SIGKILL' }, (err, _stdout, stderr) => {
-      rmSync(profile, { recursive: true, force: true });
-      // Chromium may exit non-zero over D-Bus noise after writing the file; the file is what counts.
-      if (!existsSync(png)) reject(new Error(`chromium wrote no screenshot (${err?.message ?? 'no error'}):\n${stderr}`));
-      else resolve();
-    });
-  });
-}
-
 /** Renders each dashboard over `window` and screenshots it into docs/; `pages` keeps the HTML. */
 export async function screenshotDashboards(prom, window, { pages } = {}) {
   const dir = pages ?? mkdtempSync(join(tmpdir(), 'ft-dashboard-pages-'));
@@ -201,7 +173,7 @@ export async function screenshotDashboards(prom, window, { pages } = {}) {
       const html = await renderDashboard(dashboard, prom, window, { scrapeIntervalS: SCRAPE_INTERVAL_S, note });
       const page = join(dir, shot.dashboard.replace(/\.json$/, '.html'));
       writeFileSync(page, html);
-      await screenshot(page, join(ROOT, shot.png), pageSize(dashboard));
+      await chromiumScreenshot(page, join(ROOT, shot.png), pageSize(dashboard));
       log(`wrote ${shot.png}`);
     }
   } finally {

@@ -3,17 +3,14 @@
 // chart's plot area (found from the pixels), and no other chart's colours there.
 //   node --test test/report/
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { test } from 'node:test';
 import { REPORT_COLORS } from '@finetune/worker';
 import { ftjob, toyJob } from '../metrics/toy-job.mjs';
 import { colourIn, hexToRgb, plotAreas, readPng } from './plot-areas.mjs';
+import { CHROMIUM, chromiumScreenshot } from './chromium.mjs';
 
-const CHROMIUM = process.env.FT_TEST_CHROMIUM ?? '/usr/bin/chromium';
 const SKIP = existsSync(CHROMIUM) ? false : `${CHROMIUM} is not installed (apt-get install chromium; .ci/run does)`;
 const WIDTH = 1200;
 const HEIGHT = 1600;
@@ -25,37 +22,13 @@ const CHARTS = [
   { name: 'learning rate', series: ['learningRate'] },
 ];
 
-function screenshot(page, png) {
-  const args = [
-    '--headless',
-    '--no-sandbox',
-    '--disable-gpu',
-    '--disable-background-networking',
-    '--disable-component-update',
-    '--disable-sync',
-    '--no-first-run',
-    `--user-data-dir=${mkdtempSync(join(tmpdir(), 'ft-chromium-profile-'))}`,
-    `--screenshot=${png}`,
-    `--window-size=${WIDTH},${HEIGHT}`,
-    '--hide-scrollbars',
-    pathToFileURL(page).href,
-  ];
-  return new Promise((resolve, reject) => {
-    execFile(CHROMIUM, args, { timeout: 90_000, killSignal: 'SIGKILL' }, (err, _stdout, stderr) => {
-      // Chromium may exit non-zero over D-Bus noise after writing the file; the file is what counts.
-      if (!existsSync(png)) reject(new Error(`chromium wrote no screenshot (${err?.message ?? 'no error'}):\n${stderr}`));
-      else resolve();
-    });
-  });
-}
-
 test('headless Chromium shows every curve of a local run\'s report in its own plot area', { skip: SKIP, timeout: 240_000 }, async (t) => {
   // 300 steps with a cosine schedule and 30 evaluations: every chart has a curve across its plot.
   const job = toyJob({ name: 'report-shot', training: { epochs: 10, evalEvery: 10 } });
   const run = await ftjob(['run', job.file]);
   assert.equal(run.code, 0, `ftjob run failed:\n${run.stderr}`);
   const png = join(job.dir, 'report.png');
-  await screenshot(join(job.out, 'report.html'), png);
+  await chromiumScreenshot(join(job.out, 'report.html'), png, { width: WIDTH, height: HEIGHT });
   t.diagnostic(`screenshot: ${png}`);
 
   const img = readPng(png);
